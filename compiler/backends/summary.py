@@ -1,0 +1,83 @@
+"""IR -> summary: per layer name, type, output shapes, params, MACs and activation memory.
+
+Params count learnable blob elements (shared blobs once; BatchNorm statistics not
+counted, as derived-facts.json counts them). MACs are per image (batch item), as the
+classic papers and derived-facts.json count them. Activation memory is the float32 bytes
+of the layer's tops for the whole batch (an in-place top counts again: it is a new value).
+"""
+import csv
+import io
+import json
+
+from compiler.layers import registry
+from compiler.layers.base import prod
+
+
+def summarize(net):
+    rows = []
+    seen_shared = set()
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        outs = [net.blobs[t].shape for t in layer.tops]
+        params = 0
+        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
+            spec = layer.param.param[i] if i < len(layer.param.param) else None
+            if spec is not None and spec.name:
+                if spec.name in seen_shared:
+                    continue
+                seen_shared.add(spec.name)
+            if i not in defn.stat_blobs:
+                params += prod(s)
+        rows.append({
+            "name": layer.name, "type": layer.type,
+            "output": [list(s) for s in outs],
+            "params": params,
+            "macs": defn.macs(layer, shapes, outs),
+            "memory": sum(4 * prod(s) for s in outs),
+        })
+    totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
+              "macs": sum(r["macs"] for r in rows), "memory": sum(r["memory"] for r in rows),
+              "outputs": {name: list(net.shape(name)) for name in net.outputs}}
+    return rows, totals
+
+
+def _shape_text(shapes):
+    return " ".join("x".join(str(d) for d in s) if s else "scalar" for s in shapes)
+
+
+def _human_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+
+
+def format_summary(net, fmt="table"):
+    rows, totals = summarize(net)
+    if fmt == "json":
+        return json.dumps({"net": net.name, "layers": rows, "totals": totals}, indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["name", "type", "output", "params", "macs", "memory_bytes"])
+        for r in rows:
+            w.writerow([r["name"], r["type"], _shape_text(r["output"]), r["params"], r["macs"], r["memory"]])
+        w.writerow(["TOTAL", "", "", totals["params"], totals["macs"], totals["memory"]])
+        return buf.getvalue().rstrip("\n")
+    table = [("layer", "type", "output", "params", "MACs", "memory")]
+    for r in rows:
+        table.append((r["name"], r["type"], _shape_text(r["output"]), "{:,}".format(r["params"]),
+                      "{:,}".format(r["macs"]), _human_bytes(r["memory"])))
+    widths = [max(len(row[i]) for row in table) for i in range(6)]
+    lines = []
+    for k, row in enumerate(table):
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            lines.append("-" * len(lines[0]))
+    lines.append("-" * len(lines[0]))
+    lines.append("%s: %d layers, %s params, %s MACs per image, %s activations; outputs %s" % (
+        net.name, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["macs"]),
+        _human_bytes(totals["memory"]),
+        ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items())))
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""IR -> torch.fx.GraphModule.
+
+One call_module node per Caffe layer (the submodule is named after the layer), one
+placeholder per input blob, and an output dict {Caffe blob name: tensor}. The graph is
+plain torch.fx, so the module scripts, compiles with torch.compile and exports to ONNX.
+
+Shared parameters (param { name: ... }) are one nn.Parameter referenced by every layer
+that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
+that have one (Dropout, BatchNorm without use_global_stats).
+"""
+import operator
+import re
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from compiler.errors import NetdefError
+from compiler.layers import registry
+
+INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
+               "DummyData", "AnnotatedData")
+
+
+def python_name(name, taken):
+    """A Caffe name ("conv1/7x7_s2", "res2a_branch1") as a Python identifier, unique in `taken`."""
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit():
+        ident = "_" + ident
+    base, k = ident, 1
+    while ident in taken:
+        k += 1
+        ident = "%s_%d" % (base, k)
+    taken.add(ident)
+    return ident
+
+
+def build_module(net, outputs=None):
+    """net: wired and shaped. outputs: Caffe blob names to return ("all" for every blob,
+    None for the net's outputs). Returns a GraphModule whose forward takes the input blobs
+    (positionally or by name) and returns {blob name: tensor}."""
+    if outputs is None:
+        outputs = net.outputs
+    elif outputs == "all":
+        outputs = list(net.blob_order)
+    root = nn.Module()
+    graph = fx.Graph()
+    env = {}
+    taken = {"forward", "training", "graph", "code"}
+    module_names = {}
+    owners = {}                      # shared param name -> nn.Parameter
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        if layer.type in INPUT_TYPES:
+            for t in layer.tops:
+                env[t] = graph.placeholder(python_name(net.blobs[t].name, taken))
+            continue
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        try:
+            module = defn.lower(layer, shapes)
+        except NotImplementedError as e:
+            raise NetdefError(layer.file, layer.line, layer.name, str(e)) from None
+        modname = python_name(layer.name, taken)
+        module_names[modname] = layer.name
+        _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
+        root.add_module(modname, module)
+        node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
+        if len(layer.tops) == 1:
+            env[layer.tops[0]] = node
+        else:
+            for i, t in enumerate(layer.tops):
+                env[t] = graph.call_function(operator.getitem, (node, i))
+    missing = [o for o in outputs if o not in net.latest]
+    if missing:
+        raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
+    graph.output({name: env[net.latest[name]] for name in outputs})
+    gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
+    gm.caffe_layer_names = module_names
+    gm.input_names = [net.blobs[t].name for layer in net.layers if layer.type in INPUT_TYPES
+                      for t in layer.tops]
+    gm.output_names = list(outputs)
+    return gm
+
+
+def _share_params(layer, attrs, module, owners):
+    for i, spec in enumerate(layer.param.param):
+        if not spec.name or i >= len(attrs):
+            continue
+        attr = attrs[i]
+        mine = getattr(module, attr, None)
+        if mine is None:
+            continue
+        owner = owners.get(spec.name)
+        if owner is None:
+            owners[spec.name] = mine
+        elif owner.shape != mine.shape:
+            raise NetdefError(layer.file, layer.line, layer.name,
+                              "shared parameter '%s' has shape %s here but %s in its first layer"
+                              % (spec.name, list(mine.shape), list(owner.shape)),
+                              "layers sharing a param { name } need blobs of the same shape")
+        else:
+            setattr(module, attr, owner)

@@ -1,0 +1,89 @@
+"""Caffe blobs <-> the parameters and buffers of a built module, matched by layer name.
+
+Loading is strict by default: a layer of the net whose blobs the file lacks, a layer of
+the file that the net lacks, or a blob of the wrong count or shape is an error naming
+them all. `strict=False` loads what matches and returns the rest as a report.
+"""
+import numpy as np
+import torch
+
+from compiler.errors import NetdefError
+from compiler.layers import registry
+
+
+def net_blob_slots(net, gm):
+    """[(layer, [(attr name, tensor, Caffe shape)])] for every layer that has blobs."""
+    inverse = {caffe: mod for mod, caffe in gm.caffe_layer_names.items()}
+    slots = []
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        blob_shapes = defn.blob_shapes(layer, shapes)
+        if not blob_shapes:
+            continue
+        module = gm.get_submodule(inverse[layer.name])
+        attrs = defn.blob_attrs(layer, shapes)
+        slots.append((layer, [(a, getattr(module, a), tuple(s)) for a, s in zip(attrs, blob_shapes)]))
+    return slots
+
+
+def _fits(arr_shape, want, legacy):
+    if tuple(arr_shape) == tuple(want):
+        return True
+    # Old caffemodels store every blob as 4-D num/channels/height/width.
+    return legacy and len(want) <= 4 and tuple(arr_shape) == (1,) * (4 - len(want)) + tuple(want)
+
+
+def load_blobs(net, gm, file_layers, strict=True, file=None):
+    """file_layers: list of caffemodel.LayerBlobs. Returns {"missing", "extra", "mismatched"}."""
+    by_name = {}
+    for fl in file_layers:
+        if fl.blobs:
+            by_name.setdefault(fl.name, fl)
+    report = {"missing": [], "extra": [], "mismatched": []}
+    used = set()
+    assignments = []
+    for layer, slots in net_blob_slots(net, gm):
+        fl = by_name.get(layer.name)
+        if fl is None:
+            report["missing"].append(layer.name)
+            continue
+        used.add(layer.name)
+        if len(fl.blobs) != len(slots):
+            report["mismatched"].append("%s: %d blobs in the file, %d expected"
+                                        % (layer.name, len(fl.blobs), len(slots)))
+            continue
+        for i, ((attr, tensor, want), arr, legacy) in enumerate(zip(slots, fl.blobs, fl.legacy)):
+            if not _fits(arr.shape, want, legacy):
+                report["mismatched"].append("%s blob %d (%s): %s in the file, %s expected"
+                                            % (layer.name, i, attr, list(arr.shape), list(want)))
+                continue
+            assignments.append((tensor, arr.reshape(tensor.shape)))
+    report["extra"] = [n for n in by_name if n not in used and n not in {l.name for l in net.layers}]
+    if strict and any(report.values()):
+        parts = []
+        if report["missing"]:
+            parts.append("no blobs in the file for %s" % _names(report["missing"]))
+        if report["mismatched"]:
+            parts.append("wrong blobs: " + "; ".join(report["mismatched"][:5]) +
+                         (" (and %d more)" % (len(report["mismatched"]) - 5) if len(report["mismatched"]) > 5 else ""))
+        if report["extra"]:
+            parts.append("layers in the file but not in the net: %s" % _names(report["extra"]))
+        raise NetdefError(file, None, None, "weights do not match the net: " + "; ".join(parts),
+                          "check that the weights belong to this prototxt (layers match by name); "
+                          "pass strict=False (--no-strict) to load what matches")
+    with torch.no_grad():
+        for tensor, arr in assignments:
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(arr)))
+    return report
+
+
+def _names(names):
+    shown = ", ".join("'%s'" % n for n in names[:6])
+    return shown + (" and %d more" % (len(names) - 6) if len(names) > 6 else "")
+
+
+def module_blobs(net, gm):
+    """{layer name: [float32 numpy array per blob]} from the module's current values."""
+    return {layer.name: [t.detach().cpu().to(torch.float32).numpy().reshape(shape) for _, t, shape in slots]
+            for layer, slots in net_blob_slots(net, gm)}

@@ -1,0 +1,183 @@
+"""Binary .caffemodel -> {layer name: [numpy float32 array per blob]}.
+
+The protobuf wire format is walked directly: only layer names, types and blobs are read,
+and each blob's packed floats become a numpy array with numpy.frombuffer, never a Python
+list. V2 (`layer`, field 100) and V1 (`layers`, field 2) files both load; blobs written
+with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.errors import NetdefError
+from compiler.proto import caffe_pb2
+
+V1_TYPE_NAMES = caffe_pb2.V1LayerParameter.LayerType
+
+
+@dataclass
+class LayerBlobs:
+    name: str
+    type: str
+    blobs: list          # numpy arrays
+    legacy: list         # per blob: True if its shape came from num/channels/height/width
+
+
+class _Reader:
+    def __init__(self, buf, file, start=0, end=None):
+        self.buf, self.file = buf, file
+        self.pos, self.end = start, len(buf) if end is None else end
+
+    def fail(self, what):
+        raise NetdefError(self.file, None, None, "not a valid caffemodel: %s at byte %d" % (what, self.pos),
+                          "the file is truncated or corrupt, or not a .caffemodel")
+
+    def varint(self):
+        result = shift = 0
+        buf, pos = self.buf, self.pos
+        while True:
+            if pos >= self.end:
+                self.fail("truncated varint")
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                self.pos = pos
+                return result
+            shift += 7
+            if shift > 63:
+                self.fail("varint too long")
+
+    def fields(self):
+        """Yields (field number, wire type, value); value is an int for varints and fixed
+        fields, or a (start, end) span for length-delimited fields."""
+        while self.pos < self.end:
+            key = self.varint()
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                self.fail("field number 0")
+            if wire == 0:
+                yield number, wire, self.varint()
+            elif wire == 2:
+                n = self.varint()
+                start = self.pos
+                if n > self.end - start:
+                    self.fail("length %d runs past the end" % n)
+                self.pos = start + n
+                yield number, wire, (start, start + n)
+            elif wire == 5:
+                if self.pos + 4 > self.end:
+                    self.fail("truncated fixed32")
+                v = self.buf[self.pos:self.pos + 4]
+                self.pos += 4
+                yield number, wire, bytes(v)
+            elif wire == 1:
+                if self.pos + 8 > self.end:
+                    self.fail("truncated fixed64")
+                v = self.buf[self.pos:self.pos + 8]
+                self.pos += 8
+                yield number, wire, bytes(v)
+            else:
+                self.fail("unsupported wire type %d" % wire)
+
+    def sub(self, span):
+        return _Reader(self.buf, self.file, span[0], span[1])
+
+    def text(self, span):
+        try:
+            return bytes(self.buf[span[0]:span[1]]).decode("utf-8")
+        except UnicodeDecodeError:
+            self.fail("a layer name that is not UTF-8")
+
+
+def _packed_varints(r, span):
+    sub = r.sub(span)
+    out = []
+    while sub.pos < sub.end:
+        out.append(sub.varint())
+    return out
+
+
+def _blob(r, span):
+    shape, legacy = None, [0, 0, 0, 0]
+    chunks, dchunks = [], []
+    for number, wire, v in r.sub(span).fields():
+        if number == 7 and wire == 2:                       # shape: BlobShape
+            shape = []
+            for n2, w2, v2 in r.sub(v).fields():
+                if n2 == 1:
+                    shape.extend(_packed_varints(r, v2) if w2 == 2 else [v2])
+        elif number == 5:                                    # data: packed float
+            if wire == 2:
+                if (v[1] - v[0]) % 4:
+                    r.fail("float data whose length is not a multiple of 4")
+                chunks.append(np.frombuffer(r.buf, dtype="<f4", count=(v[1] - v[0]) // 4, offset=v[0]))
+            elif wire == 5:
+                chunks.append(np.frombuffer(v, dtype="<f4"))
+        elif number == 8:                                    # double_data
+            if wire == 2:
+                if (v[1] - v[0]) % 8:
+                    r.fail("double data whose length is not a multiple of 8")
+                dchunks.append(np.frombuffer(r.buf, dtype="<f8", count=(v[1] - v[0]) // 8, offset=v[0]))
+            elif wire == 1:
+                dchunks.append(np.frombuffer(v, dtype="<f8"))
+        elif 1 <= number <= 4 and wire == 0:                 # legacy num/channels/height/width
+            legacy[number - 1] = v
+    if chunks:
+        data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    elif dchunks:
+        data = np.concatenate(dchunks).astype(np.float32)
+    else:
+        data = np.zeros(0, np.float32)
+    is_legacy = shape is None
+    if is_legacy:
+        shape = legacy if any(legacy) else [data.size] if data.size else [0]
+    count = 1
+    for d in shape:
+        count *= d
+    if count != data.size:
+        r.fail("a blob of shape %s holding %d values" % (list(shape), data.size))
+    return data.reshape(shape), is_legacy
+
+
+def read_caffemodel(path):
+    """-> list of LayerBlobs in file order (layers without blobs included)."""
+    try:
+        with open(path, "rb") as f:
+            # A bytearray makes the numpy views writable, so torch can take them as they are.
+            buf = bytearray(os.fstat(f.fileno()).st_size)
+            if f.readinto(buf) != len(buf):
+                raise OSError("file changed while reading")
+    except OSError as e:
+        raise NetdefError(str(path), None, None, "cannot read weights: %s" % (e.strerror or e)) from None
+    return parse_caffemodel(buf, str(path))
+
+
+def parse_caffemodel(buf, file="<bytes>"):
+    r = _Reader(memoryview(buf), file)
+    layers = []
+    for number, wire, v in r.fields():
+        if wire != 2 or number not in (2, 100):
+            continue
+        v1 = number == 2
+        name, ltype, blobs, legacy = "", "", [], []
+        for n2, w2, v2 in r.sub(v).fields():
+            if (n2 == 4 if v1 else n2 == 1) and w2 == 2:
+                name = r.text(v2)
+            elif not v1 and n2 == 2 and w2 == 2:
+                ltype = r.text(v2)
+            elif v1 and n2 == 5 and w2 == 0:
+                ltype = V1_TYPE_NAMES.Name(v2) if v2 in V1_TYPE_NAMES.values() else str(v2)
+            elif (n2 == 6 if v1 else n2 == 7) and w2 == 2:
+                arr, is_legacy = _blob(r, v2)
+                blobs.append(arr)
+                legacy.append(is_legacy)
+        if v1:
+            from compiler.passes.upgrade import V1_TYPES
+            ltype = V1_TYPES.get(ltype, ltype)
+        layers.append(LayerBlobs(name, ltype, blobs, legacy))
+    if not layers and len(buf):
+        raise NetdefError(file, None, None, "not a caffemodel: no layers found",
+                          "a .caffemodel is a binary NetParameter written by Caffe")
+    return layers

@@ -1,0 +1,8 @@
+"""Built-in layer definitions, one module per layer family. Importing this package
+registers them all; see base.py for what a definition holds."""
+from compiler.layers import (activations, conv, inner_product, input, pooling, reduction,
+                             registry)
+
+for _module in (input, conv, pooling, inner_product, activations, reduction):
+    for _defn in _module.LAYERS:
+        registry.register(_defn)

@@ -1,0 +1,100 @@
+"""What a layer type is: one LayerDef subclass per Caffe type, registered by type name.
+
+A LayerDef holds everything netdef knows about one layer type, in one place:
+- `param_field`: the LayerParameter field with its parameters (Caffe's defaults come from
+  the schema, so reading `layer.param.<field>` gives the value Caffe would use);
+- `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
+- `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
+- `macs()`: multiply-accumulates per item of the batch;
+- `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
+  and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`.
+Prototxt emission needs nothing per layer: the IR keeps each layer's LayerParameter.
+
+Caffe's registry (LayerRegistry / REGISTER_LAYER_CLASS) is the model: small and explicit.
+"""
+
+
+class ShapeError(Exception):
+    """A layer's shape rule cannot apply; the shapes pass adds the location."""
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class LayerDef:
+    type = None                 # Caffe type string, e.g. "Convolution"
+    param_field = None          # e.g. "convolution_param"
+    blob_names = ()             # attribute names of the learnable blobs, in Caffe order
+    bottoms = (1, 1)            # (min, max) bottom count; max None = any
+    tops = (1, 1)
+    # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
+    # variance and factor): not counted as parameters, never updated by a solver.
+    stat_blobs = ()
+
+    def params(self, layer):
+        return getattr(layer.param, self.param_field) if self.param_field else None
+
+    def shape(self, layer, shapes):
+        raise NotImplementedError
+
+    def blob_shapes(self, layer, shapes):
+        return []
+
+    def blob_attrs(self, layer, shapes):
+        """Attribute names of the lowered module's blobs, in Caffe's blob order."""
+        return self.blob_names[:len(self.blob_shapes(layer, shapes))]
+
+    def macs(self, layer, shapes, out_shapes):
+        """Multiply-accumulates for one item of the batch (axis 0)."""
+        return 0
+
+    def lower(self, layer, shapes):
+        raise NotImplementedError("%s has no PyTorch lowering" % self.type)
+
+
+def prod(dims):
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def canonical_axis(axis, ndim, what="axis"):
+    """Caffe's Blob::CanonicalAxisIndex: negative axes count from the end."""
+    if not -ndim <= axis < ndim:
+        raise ShapeError("%s %d is out of range for a %d-axis blob" % (what, axis, ndim))
+    return axis + ndim if axis < 0 else axis
+
+
+def spatial_geometry(p, nspatial, has_dilation=True):
+    """Kernel, pad, stride (and dilation) per spatial axis from a Convolution or Pooling
+    parameter, with Caffe's rules: a repeated value applies to every axis, *_h / *_w
+    override for 2-D, pad defaults to 0, stride and dilation to 1."""
+
+    def per_axis(values, h, w, default, name):
+        if p.HasField(h) or p.HasField(w):
+            if nspatial != 2:
+                raise ShapeError("%s_h/%s_w are for 2-D blobs only" % (name, name))
+            if values:
+                raise ShapeError("give either %s or %s_h/%s_w, not both" % (name, name, name))
+            return [getattr(p, h) if p.HasField(h) else default,
+                    getattr(p, w) if p.HasField(w) else default]
+        values = list(values)
+        if not values:
+            return [default] * nspatial
+        if len(values) == 1:
+            return values * nspatial
+        if len(values) != nspatial:
+            raise ShapeError("%d %s values for %d spatial axes" % (len(values), name, nspatial))
+        return values
+
+    kernel = per_axis(p.kernel_size, "kernel_h", "kernel_w", None, "kernel_size")
+    pad = per_axis(p.pad, "pad_h", "pad_w", 0, "pad")
+    stride = per_axis(p.stride, "stride_h", "stride_w", 1, "stride")
+    dilation = list(p.dilation) if has_dilation else []
+    dilation = (dilation * nspatial if len(dilation) == 1 else dilation) or [1] * nspatial
+    if len(dilation) != nspatial:
+        raise ShapeError("%d dilation values for %d spatial axes" % (len(dilation), nspatial))
+    return kernel, pad, stride, dilation

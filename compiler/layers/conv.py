@@ -1,0 +1,117 @@
+"""Convolution and Deconvolution (Caffe's BaseConvolutionLayer family).
+
+Caffe rounds convolution output sizes down: out = (in + 2*pad - ext) // stride + 1 with
+ext = dilation*(kernel-1)+1. Deconvolution inverts it: out = stride*(in-1) + ext - 2*pad.
+Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k...) for
+Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
+"""
+import torch.nn as nn
+
+from compiler.layers.base import LayerDef, ShapeError, prod, spatial_geometry
+from compiler.layers.fillers import fill
+
+
+class _ConvBase(LayerDef):
+    param_field = "convolution_param"
+    blob_names = ("weight", "bias")
+    transposed = False
+
+    def geometry(self, layer, shape):
+        p = layer.param.convolution_param
+        if p.axis not in (1, -len(shape) + 1):
+            raise ShapeError("convolution_param.axis %d: netdef supports channels on axis 1" % p.axis)
+        if len(shape) < 3:
+            raise ShapeError("%s needs an (N, C, spatial...) input, got %s" % (self.type, list(shape)))
+        nspatial = len(shape) - 2
+        kernel, pad, stride, dilation = spatial_geometry(p, nspatial)
+        if any(k is None for k in kernel):
+            raise ShapeError("kernel size is not set", "add kernel_size (or kernel_h and kernel_w)")
+        if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
+            raise ShapeError("kernel, stride and dilation must be positive (kernel %s, stride %s, "
+                             "dilation %s)" % (kernel, stride, dilation))
+        if not p.HasField("num_output") or p.num_output <= 0:
+            raise ShapeError("num_output must be set and positive")
+        channels = shape[1]
+        group = p.group
+        if group <= 0:
+            raise ShapeError("group must be positive")
+        if channels % group:
+            raise ShapeError("group %d does not divide the %d input channels" % (group, channels),
+                             "use a group count that divides %d, e.g. %s"
+                             % (channels, _divisors(channels, p.num_output)))
+        if p.num_output % group:
+            raise ShapeError("group %d does not divide num_output %d" % (group, p.num_output),
+                             "use a group count that divides %d, e.g. %s"
+                             % (p.num_output, _divisors(channels, p.num_output)))
+        return p, kernel, pad, stride, dilation
+
+    def blob_shapes(self, layer, shapes):
+        p, kernel, _, _, _ = self.geometry(layer, shapes[0])
+        c_in = shapes[0][1]
+        if self.transposed:
+            w = (c_in, p.num_output // p.group) + tuple(kernel)
+        else:
+            w = (p.num_output, c_in // p.group) + tuple(kernel)
+        return [w, (p.num_output,)] if p.bias_term else [w]
+
+    def macs(self, layer, shapes, out_shapes):
+        weight = prod(self.blob_shapes(layer, shapes)[0])
+        spatial = shapes[0][2:] if self.transposed else out_shapes[0][2:]
+        return weight * prod(spatial)
+
+    def lower(self, layer, shapes):
+        p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
+        nspatial = len(kernel)
+        cls = {(1, False): nn.Conv1d, (2, False): nn.Conv2d, (3, False): nn.Conv3d,
+               (1, True): nn.ConvTranspose1d, (2, True): nn.ConvTranspose2d,
+               (3, True): nn.ConvTranspose3d}.get((nspatial, self.transposed))
+        if cls is None:
+            raise ShapeError("%d-D %s is not supported by the PyTorch backend" % (nspatial, self.type))
+        m = cls(shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride), padding=tuple(pad),
+                dilation=tuple(dilation), groups=p.group, bias=p.bias_term)
+        fill(m.weight.data, p.weight_filler if p.HasField("weight_filler") else None)
+        if p.bias_term:
+            fill(m.bias.data, p.bias_filler if p.HasField("bias_filler") else None)
+        return m
+
+
+def _divisors(a, b):
+    common = [g for g in range(1, min(a, b) + 1) if a % g == 0 and b % g == 0]
+    return ", ".join(str(g) for g in common[-3:])
+
+
+class Convolution(_ConvBase):
+    type = "Convolution"
+
+    def shape(self, layer, shapes):
+        shape = shapes[0]
+        p, kernel, pad, stride, dilation = self.geometry(layer, shape)
+        out = []
+        for i, (k, pd, s, d) in enumerate(zip(kernel, pad, stride, dilation)):
+            size = shape[2 + i]
+            ext = d * (k - 1) + 1
+            if size + 2 * pd < ext:
+                raise ShapeError("kernel %d (extent %d with dilation %d) is larger than the padded "
+                                 "input %d (size %d + 2*pad %d)" % (k, ext, d, size + 2 * pd, size, pd),
+                                 "use a smaller kernel or more padding, or check the input size")
+            out.append((size + 2 * pd - ext) // s + 1)
+        return [tuple(shape[:1]) + (p.num_output,) + tuple(out)]
+
+
+class Deconvolution(_ConvBase):
+    type = "Deconvolution"
+    transposed = True
+
+    def shape(self, layer, shapes):
+        shape = shapes[0]
+        p, kernel, pad, stride, dilation = self.geometry(layer, shape)
+        out = []
+        for i, (k, pd, s, d) in enumerate(zip(kernel, pad, stride, dilation)):
+            size = s * (shape[2 + i] - 1) + d * (k - 1) + 1 - 2 * pd
+            if size <= 0:
+                raise ShapeError("output size %d is not positive (pad %d too large)" % (size, pd))
+            out.append(size)
+        return [tuple(shape[:1]) + (p.num_output,) + tuple(out)]
+
+
+LAYERS = [Convolution(), Deconvolution()]

@@ -1,0 +1,67 @@
+"""InnerProduct: a fully connected layer over the axes from `axis` on.
+
+The input is flattened from `axis` (default 1) into K features; the output keeps the
+axes before `axis` and adds num_output. The weight blob is (num_output, K), or (K,
+num_output) with `transpose: true`.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
+from compiler.layers.fillers import fill
+
+
+class InnerProduct(LayerDef):
+    type = "InnerProduct"
+    param_field = "inner_product_param"
+    blob_names = ("weight", "bias")
+
+    def _dims(self, layer, shape):
+        p = layer.param.inner_product_param
+        if not p.HasField("num_output") or p.num_output <= 0:
+            raise ShapeError("num_output must be set and positive")
+        axis = canonical_axis(p.axis, len(shape))
+        return p, axis, prod(shape[axis:])
+
+    def shape(self, layer, shapes):
+        p, axis, _ = self._dims(layer, shapes[0])
+        return [tuple(shapes[0][:axis]) + (p.num_output,)]
+
+    def blob_shapes(self, layer, shapes):
+        p, _, k = self._dims(layer, shapes[0])
+        w = (k, p.num_output) if p.transpose else (p.num_output, k)
+        return [w, (p.num_output,)] if p.bias_term else [w]
+
+    def macs(self, layer, shapes, out_shapes):
+        p, axis, k = self._dims(layer, shapes[0])
+        return prod(shapes[0][1:axis]) * k * p.num_output
+
+    def lower(self, layer, shapes):
+        p, axis, k = self._dims(layer, shapes[0])
+        return CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose,
+                                 p.weight_filler if p.HasField("weight_filler") else None,
+                                 p.bias_filler if p.HasField("bias_filler") else None)
+
+
+class CaffeInnerProduct(nn.Module):
+    def __init__(self, k, n, axis, bias, transpose, weight_filler=None, bias_filler=None):
+        super().__init__()
+        self.axis, self.transpose = axis, transpose
+        self.weight = nn.Parameter(fill(torch.empty((k, n) if transpose else (n, k)), weight_filler))
+        self.bias = nn.Parameter(fill(torch.empty(n), bias_filler)) if bias else None
+
+    def extra_repr(self):
+        return "weight=%s, axis=%d%s" % (tuple(self.weight.shape), self.axis,
+                                         ", transpose" if self.transpose else "")
+
+    def forward(self, x):
+        if x.dim() != self.axis + 1:
+            x = x.flatten(self.axis)
+        if self.transpose:
+            y = torch.matmul(x, self.weight)
+            return y + self.bias if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
+
+
+LAYERS = [InnerProduct()]

@@ -1,0 +1,99 @@
+"""Shape inference with Caffe's rules, layer by layer in net order.
+
+Each layer's rule lives in its LayerDef. This pass feeds it the bottoms' shapes, records
+the tops' shapes on the blobs, and turns every failure into a located NetdefError. It
+goes on past a failing layer (skipping only what depends on it) so that one run reports
+every problem. `input_shapes` ({blob name: shape}) overrides what the net declares, as
+Caffe's Net::Reshape does when the inputs change size.
+"""
+from compiler.errors import NetdefError, NetdefErrors
+from compiler.layers import registry
+from compiler.layers.base import ShapeError, prod
+
+# Larger dims than this are typos, not networks (and would overflow Caffe's int32 counts).
+MAX_DIM = 1 << 31
+
+
+def unknown_type_error(layer):
+    close = registry.close_matches(layer.type)
+    hint = ("did you mean %s? " % " or ".join("'%s'" % c for c in close)) if close else ""
+    hint += ("to use a custom layer, register its shape rule and lowering: "
+             "netdef.register_layer(MyLayer()) (see README, \"Custom layers\")")
+    return NetdefError(layer.file, layer.line, layer.name,
+                       "unsupported layer type '%s'" % layer.type, hint)
+
+
+def check_dims(shape, what):
+    for d in shape:
+        if d <= 0:
+            raise ShapeError("%s has a non-positive dimension: %s" % (what, list(shape)),
+                             "every dimension must be at least 1")
+        if d >= MAX_DIM:
+            raise ShapeError("%s has an absurdly large dimension: %s" % (what, list(shape)))
+
+
+def infer_shapes(net, input_shapes=None):
+    input_shapes = dict(input_shapes or {})
+    errors = []
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        if defn is None:
+            errors.append(unknown_type_error(layer))
+            continue
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        if any(s is None for s in shapes):
+            continue  # an earlier error already explains this layer's inputs
+        try:
+            lo, hi = defn.bottoms
+            n = len(layer.bottoms)
+            if n < lo or (hi is not None and n > hi):
+                want = str(lo) if lo == hi else ("%d or more" % lo if hi is None else "%d to %d" % (lo, hi))
+                raise ShapeError("%s takes %s bottoms, got %d" % (layer.type, want, n))
+            lo, hi = defn.tops
+            n = len(layer.tops)
+            if n < lo or (hi is not None and n > hi):
+                want = str(lo) if lo == hi else ("%d or more" % lo if hi is None else "%d to %d" % (lo, hi))
+                raise ShapeError("%s gives %s tops, got %d" % (layer.type, want, n))
+            given = [input_shapes.get(net.blobs[t].name) for t in layer.tops]
+            if not layer.bottoms and all(g is not None for g in given):
+                out = [tuple(int(d) for d in g) for g in given]
+            else:
+                out = [tuple(int(d) for d in s) for s in defn.shape(layer, shapes)]
+                out = [tuple(g) if g is not None else s for g, s in zip(given, out)]
+            for t, s in zip(layer.tops, out):
+                check_dims(s, "top '%s'" % net.blobs[t].name)
+        except ShapeError as e:
+            errors.append(NetdefError(layer.file, layer.line, layer.name, _with_shapes(e.message, net, layer),
+                                      e.hint))
+            continue
+        for t, s in zip(layer.tops, out):
+            net.blobs[t].shape = s
+    if errors:
+        raise NetdefErrors(errors)
+    return net
+
+
+def _with_shapes(message, net, layer):
+    if not layer.bottoms:
+        return message
+    shapes = ", ".join("%s %s" % (net.blobs[b].name, list(net.blobs[b].shape)) for b in layer.bottoms)
+    return "%s (bottoms: %s)" % (message, shapes)
+
+
+def count_params(net):
+    """Learnable blob elements (shared blobs once), as derived-facts.json counts them:
+    every layer blob except BatchNorm's mean/variance/factor statistics."""
+    total = 0
+    seen = set()
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
+            spec = layer.param.param[i] if i < len(layer.param.param) else None
+            if spec is not None and spec.name:
+                if spec.name in seen:
+                    continue
+                seen.add(spec.name)
+            if i not in defn.stat_blobs:
+                total += prod(s)
+    return total

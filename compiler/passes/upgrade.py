@@ -1,0 +1,86 @@
+"""Caffe's on-load upgrades: V1 `layers {}` -> `layer {}`, and legacy net inputs -> Input.
+
+Mirrors Caffe's UpgradeV1LayerParameter / UpgradeNetInput: enum types become type
+strings, blobs_lr / weight_decay become param { lr_mult decay_mult }, V1 `param` names
+become param { name } (shared weights), and layer names are kept so weights match.
+"""
+from compiler.errors import NetdefError
+from compiler.ir import Layer
+from compiler.proto import caffe_pb2
+
+V1_TYPES = {
+    "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
+    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
+    "DECONVOLUTION": "Deconvolution", "DATA": "Data", "DROPOUT": "Dropout",
+    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
+    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
+    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
+    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
+    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
+    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
+    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
+    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
+}
+V2_TO_V1 = {v: k for k, v in V1_TYPES.items()}
+
+# V1 fields copied unchanged into the V2 layer (same message types and names).
+_COPIED = [f.name for f in caffe_pb2.V1LayerParameter.DESCRIPTOR.fields
+           if f.name.endswith("_param") or f.name in ("bottom", "top", "include", "exclude",
+                                                      "blobs", "loss_weight")]
+
+
+def v1_to_v2(v1, file=None, line=None):
+    out = caffe_pb2.LayerParameter()
+    out.name = v1.name
+    enum_name = caffe_pb2.V1LayerParameter.LayerType.Name(v1.type)
+    if enum_name == "NONE":
+        raise NetdefError(file, line, v1.name or None, "V1 layer has no type")
+    out.type = V1_TYPES[enum_name]
+    for name in _COPIED:
+        f = out.DESCRIPTOR.fields_by_name[name]
+        src = getattr(v1, name)
+        if f.label == f.LABEL_REPEATED:
+            getattr(out, name).extend(src)
+        elif v1.HasField(name):
+            getattr(out, name).CopyFrom(src)
+    n = max(len(v1.param), len(v1.blob_share_mode), len(v1.blobs_lr), len(v1.weight_decay))
+    for i in range(n):
+        spec = out.param.add()
+        if i < len(v1.param):
+            spec.name = v1.param[i]
+        if i < len(v1.blob_share_mode):
+            spec.share_mode = v1.blob_share_mode[i]
+        if i < len(v1.blobs_lr):
+            spec.lr_mult = v1.blobs_lr[i]
+        if i < len(v1.weight_decay):
+            spec.decay_mult = v1.weight_decay[i]
+    return out
+
+
+def legacy_inputs(proto, file=None):
+    """Net-level `input` + `input_dim` / `input_shape` -> one Input layer named "input"."""
+    if not proto.input:
+        if proto.input_dim or proto.input_shape:
+            raise NetdefError(file, None, None, "input_dim/input_shape given without `input` names")
+        return []
+    param = caffe_pb2.LayerParameter(name="input", type="Input")
+    param.top.extend(proto.input)
+    n = len(proto.input)
+    if proto.input_shape:
+        if len(proto.input_shape) != n:
+            raise NetdefError(file, None, None, "%d inputs but %d input_shape blocks"
+                              % (n, len(proto.input_shape)), "give one input_shape per input")
+        for shape in proto.input_shape:
+            param.input_param.shape.add().CopyFrom(shape)
+    elif proto.input_dim:
+        if len(proto.input_dim) != 4 * n:
+            raise NetdefError(file, None, None, "%d inputs need %d input_dim values, got %d"
+                              % (n, 4 * n, len(proto.input_dim)),
+                              "give four input_dim (N, C, H, W) per input")
+        for i in range(n):
+            param.input_param.shape.add().dim.extend(proto.input_dim[4 * i:4 * i + 4])
+    else:
+        raise NetdefError(file, None, None, "inputs %s have no shape" % list(proto.input),
+                          "add input_shape { dim: ... } or four input_dim per input")
+    return [Layer(name="input", type="Input", param=param, line=None, file=file)]

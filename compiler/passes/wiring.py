@@ -1,0 +1,95 @@
+"""Wire layers into a graph: Caffe blob names -> SSA ids, with Caffe's own checks.
+
+- A top equal to one of the layer's bottoms is written in place: it gets a fresh SSA id
+  ("conv1#1", "conv1#2", ...) and becomes the value users see as "conv1".
+- An explicit Split does not copy in Caffe: its tops share memory with its bottom. An
+  in-place layer on one of them rewrites them all, so they form one alias group.
+- Caffe refuses a top written by two layers unless in place, and an in-place write to a
+  blob that another layer has already read ("produced by multiple sources").
+"""
+from compiler.errors import NetdefError, NetdefErrors
+from compiler.ir import Blob
+
+
+def wire(net):
+    errors = []
+    current = {}      # Caffe name -> SSA id of its value now
+    aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
+    versions = {}     # Caffe name -> number of values written so far
+    readers = {}      # SSA id -> names of the layers that read it
+    seen_layers = set()
+    net.blobs, net.latest, net.blob_order = {}, {}, []
+    net.graph.clear()
+    writers = {}      # Caffe name -> first layer that writes it (for hints)
+    for layer in net.layers:
+        for t in layer.param.top:
+            writers.setdefault(t, layer.name)
+
+    def fail(layer, message, hint=None):
+        errors.append(NetdefError(layer.file or net.file, layer.line, layer.name, message, hint))
+
+    for layer in net.layers:
+        p = layer.param
+        if not layer.name:
+            fail(layer, "layer of type %s has no name" % (layer.type or "?"), "add name: \"...\"")
+        elif layer.name in seen_layers:
+            fail(layer, "duplicate layer name", "layer names must be unique: weights match by name")
+        seen_layers.add(layer.name)
+        net.graph.add_node(layer.name, layer=layer)
+        layer.bottoms, layer.tops = [], []
+        missing = False
+        for b in p.bottom:
+            if b not in current:
+                close = [n for n in current if n.lower() == b.lower()]
+                if b in writers:
+                    hint = ("'%s' is written later, by layer '%s': layers run in file order, so "
+                            "this is a cycle or a misplaced layer" % (b, writers[b]))
+                elif close:
+                    hint = "did you mean '%s'?" % close[0]
+                else:
+                    hint = "no layer has top '%s'" % b
+                fail(layer, "unknown bottom blob '%s'" % b, hint)
+                missing = True
+                continue
+            layer.bottoms.append(current[b])
+        if missing:
+            continue
+        for b, sid in zip(p.bottom, layer.bottoms):
+            if b in p.top and readers.get(sid):
+                fail(layer, "top blob '%s' produced by multiple sources: layer '%s' read it before "
+                     "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
+                     "give this layer a new top name, or move it before '%s'" % readers[sid][0])
+            readers.setdefault(sid, []).append(layer.name)
+            net.graph.add_edge(net.blobs[sid].producer, layer.name, key=sid, blob=sid)
+        for i, t in enumerate(p.top):
+            in_place = t in p.bottom
+            if t in current and not in_place:
+                fail(layer, "top blob '%s' produced by multiple sources (already written by layer "
+                     "'%s')" % (t, net.blobs[current[t]].producer),
+                     "rename the top, or make it in place by also listing it as a bottom")
+                continue
+            if t in layer.param.top[:i]:
+                fail(layer, "top blob '%s' listed twice" % t)
+                continue
+            k = versions.get(t, 0)
+            versions[t] = k + 1
+            sid = t if k == 0 else "%s#%d" % (t, k)
+            net.blobs[sid] = Blob(sid, t, layer.name)
+            layer.tops.append(sid)
+            if t not in net.blob_order:
+                net.blob_order.append(t)
+            group = aliases.get(t, {t})
+            for name in group:
+                current[name] = sid
+        if layer.type == "Split" and len(layer.bottoms) == 1:
+            group = set(aliases.get(p.bottom[0], {p.bottom[0]})) | set(p.top)
+            for name in group:
+                aliases[name] = group
+    net.latest = dict(current)
+    for layer in net.layers:
+        for i, spec in enumerate(layer.param.param):
+            if spec.name:
+                net.shared_params.setdefault(spec.name, []).append((layer.name, i))
+    if errors:
+        raise NetdefErrors(errors)
+    return net

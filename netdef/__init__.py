@@ -1,0 +1,15 @@
+"""netdef: Caffe-compatible network definitions compiled to PyTorch.
+
+    import netdef
+    model = netdef.load("ResNet-50-deploy.prototxt", weights="ResNet-50-model.caffemodel")
+    out = model(images)                  # {"prob": tensor}
+
+The pipeline lives in the `compiler` package (frontends -> IR -> passes -> backends);
+this package is the user's side of it: the API below and the `netdef` command.
+"""
+from compiler.errors import NetdefError, NetdefErrors
+from compiler.layers.base import LayerDef, ShapeError
+from netdef.api import compile_net, load, parse, register_layer, save
+
+__all__ = ["NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "load",
+           "parse", "register_layer", "save"]

@@ -1,0 +1,5 @@
+import sys
+
+from netdef.cli import main
+
+sys.exit(main())

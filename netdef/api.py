@@ -1,0 +1,106 @@
+"""The Python API: parse a net into the IR, compile it to a module, load weights, save."""
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from compiler.backends import torch_fx, torch_weights
+from compiler.errors import NetdefError
+from compiler.frontends import caffemodel, prototxt
+from compiler.layers import registry
+from compiler.passes.shapes import infer_shapes
+from compiler.passes.wiring import wire
+
+SAVED_SUFFIX = ".netdef"
+
+
+def register_layer(defn, replace=False):
+    """Add a layer type: an instance of a netdef.LayerDef subclass with `type`, `shape()`
+    and `lower()` (and `blob_shapes()` / `blob_names` if it has weights)."""
+    return registry.register(defn, replace=replace)
+
+
+def parse(source, phase="TEST", input_shapes=None, stages=(), level=0):
+    """A net file (prototxt, netdef DSL, or a saved .netdef) -> wired, shaped IR Net."""
+    path = Path(source)
+    if path.suffix == SAVED_SUFFIX:
+        text, _ = _read_saved(path)
+        net = prototxt.load_net(path, phase, stages, level, text=text)
+    elif path.suffix == ".net":
+        from compiler.frontends.dsl import load_dsl
+        net = load_dsl(path, phase=phase, stages=stages, level=level)
+    else:
+        net = prototxt.load_net(path, phase, stages, level)
+    wire(net)
+    infer_shapes(net, input_shapes)
+    return net
+
+
+def compile_net(net, weights=None, outputs=None, strict=True):
+    """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
+    or {layer: [arrays]}). In train() mode it computes Caffe's TRAIN behaviour, in eval()
+    TEST's."""
+    gm = torch_fx.build_module(net, outputs)
+    if weights is not None:
+        load_weights(net, gm, weights, strict=strict)
+    gm.train(net.phase == "TRAIN")
+    gm.netdef_ir = net
+    return gm
+
+
+def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=True,
+         stages=(), level=0):
+    """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
+    net = parse(source, phase, input_shapes, stages, level)
+    if weights is None and Path(source).suffix == SAVED_SUFFIX:
+        weights = source
+    return compile_net(net, weights, outputs, strict)
+
+
+def load_weights(net, gm, weights, strict=True):
+    if isinstance(weights, dict):
+        layers = [caffemodel.LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
+                  for k, v in weights.items()]
+        file = None
+    else:
+        file = str(weights)
+        if file.endswith(SAVED_SUFFIX):
+            _, arrays = _read_saved(Path(file))
+            layers = [caffemodel.LayerBlobs(k, "", v, [False] * len(v)) for k, v in arrays.items()]
+        else:
+            layers = caffemodel.read_caffemodel(file)
+    return torch_weights.load_blobs(net, gm, layers, strict=strict, file=file)
+
+
+def save(gm, path):
+    """Save a compiled module as a .netdef file: a zip holding the net as prototxt and its
+    blobs as .npy arrays. Loading it (netdef.load) parses and never unpickles."""
+    from compiler.backends.prototxt import net_to_text
+    net = gm.netdef_ir
+    blobs = torch_weights.module_blobs(net, gm)
+    index = {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("net.prototxt", net_to_text(net))
+        for name, arrays in blobs.items():
+            index[name] = []
+            for i, arr in enumerate(arrays):
+                entry = "blobs/%d_%d.npy" % (len(index) - 1, i)
+                buf = io.BytesIO()
+                np.save(buf, arr, allow_pickle=False)
+                z.writestr(entry, buf.getvalue())
+                index[name].append(entry)
+        z.writestr("blobs.json", json.dumps(index))
+
+
+def _read_saved(path):
+    try:
+        with zipfile.ZipFile(path) as z:
+            text = z.read("net.prototxt").decode("utf-8")
+            index = json.loads(z.read("blobs.json"))
+            arrays = {name: [np.load(io.BytesIO(z.read(e)), allow_pickle=False) for e in entries]
+                      for name, entries in index.items()}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise NetdefError(str(path), None, None, "not a valid .netdef file: %s" % e) from None
+    return text, arrays
