@@ -1,0 +1,50 @@
+"""Subcommands of the `netdef` CLI, and the argument helpers they share."""
+import argparse
+import os
+import tempfile
+
+
+def parse_input_shapes(values):
+    """["data=1,3,224,224", "im_info=1,3"] -> {"data": (1, 3, 224, 224), ...}"""
+    shapes = {}
+    for value in values or []:
+        for item in value.split(";"):
+            name, sep, dims = item.partition("=")
+            try:
+                if not sep or not name:
+                    raise ValueError
+                shapes[name.strip()] = tuple(int(d) for d in dims.replace("x", ",").split(","))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    "--input-shape takes NAME=N,C,H,W (e.g. data=1,3,224,224), got %r" % item) from None
+    return shapes
+
+
+def add_net_arguments(p):
+    """The arguments that choose a net and its state: file, phase, stages, level, input shapes."""
+    p.add_argument("net", help="network file: .prototxt, .net (netdef DSL) or .netdef")
+    p.add_argument("--phase", choices=["train", "test", "TRAIN", "TEST"], default="test")
+    p.add_argument("--stage", action="append", default=[], help="NetState stage (repeatable)")
+    p.add_argument("--level", type=int, default=0)
+    p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                   help="override an input's shape (repeatable)")
+
+
+def parse_net(args, extra_shapes=None):
+    import netdef
+    shapes = parse_input_shapes(args.input_shape)
+    shapes.update(extra_shapes or {})
+    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level)
+
+
+def write_atomic(path, write):
+    """Write through a temporary file so that a failure leaves no partial output behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1] or ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

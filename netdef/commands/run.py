@@ -1,0 +1,42 @@
+"""netdef run NET --weights W --input in.npz --output out.npz [--blobs all|outputs]
+
+The arrays may have another batch or spatial size than the prototxt declares: the net is
+reshaped to them, as Caffe's Net::Reshape does."""
+from compiler.errors import NetdefError
+from netdef.commands import add_net_arguments, parse_net, write_atomic
+
+
+def add_parser(sub):
+    p = sub.add_parser("run", help="run a forward pass on arrays from an .npz file")
+    add_net_arguments(p)
+    p.add_argument("--weights", help=".caffemodel (or .netdef)")
+    p.add_argument("--no-strict", action="store_true")
+    p.add_argument("--input", required=True, help=".npz with one array per input blob")
+    p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
+    p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
+    return p
+
+
+def run(args):
+    import numpy as np
+    import torch
+    import netdef
+    try:
+        with np.load(args.input, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    net = parse_net(args, {k: v.shape for k, v in arrays.items()})
+    gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
+                            strict=not args.no_strict)
+    missing = [n for n in gm.input_names if n not in arrays]
+    if missing:
+        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
+                          % (", ".join(missing), ", ".join(arrays) or "none"))
+    with torch.no_grad():
+        out = gm(**{n: torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32))
+                    for n in gm.input_names})
+    result = {k: v.detach().cpu().numpy() for k, v in out.items()}
+    write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
+    print("wrote %d blobs to %s" % (len(result), args.output))
+    return 0
