@@ -37,7 +37,8 @@ def main(argv=None):
     except NetdefError as e:
         if args.debug:
             raise
-        print("error: %s" % e, file=sys.stderr)
+        for error in getattr(e, "errors", [e]):
+            print("error: %s" % error, file=sys.stderr)
         return 1
 
 

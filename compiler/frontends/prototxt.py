@@ -57,6 +57,8 @@ def parse_text(text, file, message):
         m = re.match(r"^(\d+):(\d+)\s*:\s*(.*)$", msg, re.S)
         if m:
             line, col, msg = int(m.group(1)), int(m.group(2)), m.group(3)
+        # Some messages quote the whole line before saying what is wrong; we show it below.
+        msg = re.sub(r"^'[^\n]*': ", "", msg)
         source = text.splitlines()[line - 1] if line and 0 < line <= len(text.splitlines()) else ""
         hint = None
         if "has no field named" in msg or "no field named" in msg:
