@@ -40,7 +40,7 @@ def v1_to_v2(v1, file=None, line=None):
     for name in _COPIED:
         f = out.DESCRIPTOR.fields_by_name[name]
         src = getattr(v1, name)
-        if f.label == f.LABEL_REPEATED:
+        if f.is_repeated:  # protobuf 7 dropped FieldDescriptor.label
             getattr(out, name).extend(src)
         elif v1.HasField(name):
             getattr(out, name).CopyFrom(src)
