@@ -1,0 +1,19 @@
+"""Small nets written inline for the unit tests (the project's own tests stand alone)."""
+import netdef
+from compiler.frontends import prototxt
+from compiler.passes.shapes import infer_shapes
+from compiler.passes.wiring import wire
+
+HEADER = 'name: "t"\ninput: "data"\ninput_dim: 2\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n'
+
+
+def parse_text(text, phase="TEST", stages=(), level=0, input_shapes=None, file="t.prototxt"):
+    """Prototxt text -> wired, shaped Net (what netdef.parse does for a file)."""
+    net = prototxt.load_net(file, phase, stages, level, text=text)
+    wire(net)
+    infer_shapes(net, input_shapes)
+    return net
+
+
+def compile_text(text, **kw):
+    return netdef.compile_net(parse_text(text, **kw), outputs="all")
