@@ -30,11 +30,13 @@ def layer_included(param, phase, stages=(), level=0):
 def filter_phase(net, phase="TEST", stages=(), level=0):
     if phase not in PHASES:
         raise NetdefError(net.file, None, None, "unknown phase %r" % phase, "use TRAIN or TEST")
-    kept = []
+    kept, net.excluded_layers = [], []
     for layer in net.layers:
         try:
             if layer_included(layer.param, phase, stages, level):
                 kept.append(layer)
+            else:
+                net.excluded_layers.append(layer)   # for wiring's hints on missing blobs
         except ValueError:
             raise NetdefError(layer.file, layer.line, layer.name,
                               "a layer may have include rules or exclude rules, not both") from None

@@ -24,6 +24,10 @@ def wire(net):
     for layer in net.layers:
         for t in layer.param.top:
             writers.setdefault(t, layer.name)
+    excluded = {}     # Caffe name -> a layer that writes it but the phase filter dropped
+    for layer in getattr(net, "excluded_layers", []):
+        for t in layer.param.top:
+            excluded.setdefault(t, layer.name)
 
     def fail(layer, message, hint=None):
         errors.append(NetdefError(layer.file or net.file, layer.line, layer.name, message, hint))
@@ -37,7 +41,6 @@ def wire(net):
         seen_layers.add(layer.name)
         net.graph.add_node(layer.name, layer=layer)
         layer.bottoms, layer.tops = [], []
-        missing = False
         for b in p.bottom:
             if b not in current:
                 close = [n for n in current if n.lower() == b.lower()]
@@ -46,15 +49,23 @@ def wire(net):
                             "this is a cycle or a misplaced layer" % (b, writers[b]))
                 elif close:
                     hint = "did you mean '%s'?" % close[0]
+                elif b in excluded:
+                    hint = ("'%s' is written only by layer '%s', which the %s phase excludes "
+                            "(its include/exclude rules)" % (b, excluded[b], net.phase))
                 else:
                     hint = "no layer has top '%s'" % b
                 fail(layer, "unknown bottom blob '%s'" % b, hint)
-                missing = True
+                # A shapeless stand-in, so that this layer's tops still exist: the layers
+                # below report their own problems instead of a cascade of unknown bottoms,
+                # and the shapes pass skips everything that depends on it.
+                sid = "?" + b
+                net.blobs.setdefault(sid, Blob(sid, b, None))
+                layer.bottoms.append(sid)
                 continue
             layer.bottoms.append(current[b])
-        if missing:
-            continue
         for b, sid in zip(p.bottom, layer.bottoms):
+            if net.blobs[sid].producer is None:
+                continue
             if b in p.top and readers.get(sid):
                 fail(layer, "top blob '%s' produced by multiple sources: layer '%s' read it before "
                      "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
