@@ -1,0 +1,76 @@
+"""The netdef command: exit codes, the compile table, saving without pickle, run."""
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import netdef
+from netdef.cli import main
+from tests.nets import HEADER
+
+NET = HEADER + '''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
+'''
+
+
+@pytest.fixture
+def net_file(tmp_path):
+    path = tmp_path / "small.prototxt"
+    path.write_text(NET)
+    return path
+
+
+def test_compile_prints_a_table_with_totals(net_file, capsys):
+    assert main(["compile", str(net_file)]) == 0
+    out = capsys.readouterr().out
+    assert "conv1" in out and "2x4x6x6" in out
+    assert "{:,} params".format(4 * 27 + 4 + 5 * 144 + 5) in out
+
+
+def test_saved_module_loads_without_pickle_and_computes_the_same(net_file, tmp_path):
+    saved = tmp_path / "small.netdef"
+    assert main(["compile", str(net_file), "-o", str(saved)]) == 0
+    with zipfile.ZipFile(saved) as z:
+        assert all(n.endswith((".prototxt", ".npy", ".json")) for n in z.namelist())
+    model = netdef.load(saved)
+    again = netdef.load(saved)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(model(x)["fc"], again(x)["fc"])
+
+
+def test_run_writes_blobs_by_caffe_name_and_reshapes(net_file, tmp_path):
+    saved = tmp_path / "w.netdef"
+    main(["compile", str(net_file), "-o", str(saved)])
+    np.savez(tmp_path / "in.npz", data=np.ones((3, 3, 8, 8), np.float32))
+    assert main(["run", str(net_file), "--weights", str(saved), "--input", str(tmp_path / "in.npz"),
+                 "--output", str(tmp_path / "out.npz"), "--blobs", "all"]) == 0
+    out = np.load(tmp_path / "out.npz")
+    assert sorted(out.files) == ["conv1", "data", "fc"]
+    assert out["conv1"].shape == (3, 4, 6, 6) and (out["conv1"] >= 0).all()   # after relu1, in place
+
+
+def test_user_errors_exit_1_with_one_located_line_and_no_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text(NET.replace('bottom: "conv1" top: "fc"', 'bottom: "conv9" top: "fc"'))
+    out = tmp_path / "out.netdef"
+    assert main(["compile", str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: %s:10: layer 'fc': unknown bottom blob 'conv9'" % bad)
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["compile"]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["compile", "x.prototxt", "--input-shape", "data=a,b"]) == 2
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "netdef", "--debug", "compile", str(tmp_path / "missing.prototxt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" in r.stderr
