@@ -38,9 +38,10 @@ def v1_to_v2(v1, file=None, line=None):
         raise NetdefError(file, line, v1.name or None, "V1 layer has no type")
     out.type = V1_TYPES[enum_name]
     for name in _COPIED:
-        f = out.DESCRIPTOR.fields_by_name[name]
         src = getattr(v1, name)
-        if f.is_repeated:  # protobuf 7 dropped FieldDescriptor.label
+        # Repeated fields are containers (the descriptor's label/is_repeated API differs
+        # between protobuf versions; this test works on all of them).
+        if hasattr(src, "extend"):
             getattr(out, name).extend(src)
         elif v1.HasField(name):
             getattr(out, name).CopyFrom(src)
