@@ -1,22 +1,299 @@
-"""Elementwise layers: the output has the bottom's shape and may be computed in place."""
+"""Elementwise layers: the output has the bottom's shape and may be computed in place.
+
+Each module computes Caffe's formula with Caffe's constants; gradients come from autograd
+and agree with Caffe's Backward_cpu (PReLU, ReLU and Clip treat the kink points as Caffe
+does because the PyTorch ops chosen here do). Threshold, like Caffe's, has no gradient.
+"""
+import math
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from compiler.layers.base import LayerDef
+from compiler.layers.base import LayerDef, ShapeError
+from compiler.layers.fillers import fill
+from compiler.proto import caffe_pb2
 
 
 class Elementwise(LayerDef):
     def shape(self, layer, shapes):
+        self.check(layer, shapes[0])
         return [tuple(shapes[0])]
+
+    def check(self, layer, shape):
+        """Raise ShapeError for parameters Caffe refuses."""
+
+    def lower(self, layer, shapes):
+        self.check(layer, shapes[0])
+        return self.module(self.params(layer), shapes[0])
+
+    def module(self, p, shape):
+        raise NotImplementedError
 
 
 class ReLU(Elementwise):
     type = "ReLU"
     param_field = "relu_param"
 
-    def lower(self, layer, shapes):
-        slope = layer.param.relu_param.negative_slope
-        return nn.LeakyReLU(slope) if slope else nn.ReLU()
+    def module(self, p, shape):
+        return nn.LeakyReLU(p.negative_slope) if p.negative_slope else nn.ReLU()
 
 
-LAYERS = [ReLU()]
+class PReLU(Elementwise):
+    """y = max(0, x) + a * min(0, x), a per channel (axis 1) or one shared scalar."""
+    type = "PReLU"
+    param_field = "prelu_param"
+    blob_names = ("weight",)
+
+    def check(self, layer, shape):
+        if len(shape) < 2:
+            raise ShapeError("PReLU needs a bottom with at least 2 axes (channels on axis 1)")
+
+    def blob_shapes(self, layer, shapes):
+        # Caffe makes the shared slope a 0-axis blob, not shape (1,).
+        return [()] if layer.param.prelu_param.channel_shared else [(shapes[0][1],)]
+
+    def module(self, p, shape):
+        blob = () if p.channel_shared else (shape[1],)
+        return CaffePReLU(blob, p.filler if p.HasField("filler") else _constant(0.25))
+
+
+class ELU(Elementwise):
+    type = "ELU"
+    param_field = "elu_param"
+
+    def module(self, p, shape):
+        return nn.ELU(p.alpha)
+
+
+class Sigmoid(Elementwise):
+    type = "Sigmoid"
+
+    def module(self, p, shape):
+        return nn.Sigmoid()
+
+
+class TanH(Elementwise):
+    type = "TanH"
+
+    def module(self, p, shape):
+        return nn.Tanh()
+
+
+class AbsVal(Elementwise):
+    type = "AbsVal"
+
+    def module(self, p, shape):
+        return Abs()
+
+
+class BNLL(Elementwise):
+    type = "BNLL"
+
+    def module(self, p, shape):
+        return CaffeBNLL()
+
+
+class Power(Elementwise):
+    type = "Power"
+    param_field = "power_param"
+
+    def module(self, p, shape):
+        return CaffePower(p.power, p.scale, p.shift)
+
+
+class Exp(Elementwise):
+    type = "Exp"
+    param_field = "exp_param"
+
+    def check(self, layer, shape):
+        _check_base(layer.param.exp_param.base)
+
+    def module(self, p, shape):
+        # Caffe's ExpLayer: base^(shift + scale*x) = base^shift * e^(ln(base)*scale*x).
+        ln_base = 1.0 if p.base == -1 else math.log(p.base)
+        outer = 1.0 if p.shift == 0 else (math.exp(p.shift) if p.base == -1 else p.base ** p.shift)
+        return CaffeExp(ln_base * p.scale, outer)
+
+
+class Log(Elementwise):
+    type = "Log"
+    param_field = "log_param"
+
+    def check(self, layer, shape):
+        _check_base(layer.param.log_param.base)
+
+    def module(self, p, shape):
+        return CaffeLog(p.scale, p.shift, 1.0 if p.base == -1 else 1.0 / math.log(p.base))
+
+
+class Threshold(Elementwise):
+    type = "Threshold"
+    param_field = "threshold_param"
+
+    def module(self, p, shape):
+        return CaffeThreshold(p.threshold)
+
+
+class Clip(Elementwise):
+    type = "Clip"
+    param_field = "clip_param"
+
+    def check(self, layer, shape):
+        p = layer.param.clip_param
+        if not (p.HasField("min") and p.HasField("max")):
+            raise ShapeError("Clip needs both clip_param.min and clip_param.max")
+        if p.min > p.max:
+            raise ShapeError("clip_param.min %g is greater than max %g" % (p.min, p.max))
+
+    def module(self, p, shape):
+        return CaffeClip(p.min, p.max)
+
+
+class Swish(Elementwise):
+    type = "Swish"
+    param_field = "swish_param"
+
+    def module(self, p, shape):
+        return CaffeSwish(p.beta)
+
+
+class Dropout(Elementwise):
+    type = "Dropout"
+    param_field = "dropout_param"
+
+    def check(self, layer, shape):
+        ratio = layer.param.dropout_param.dropout_ratio
+        if not 0 <= ratio < 1:
+            raise ShapeError("dropout_ratio %g is outside [0, 1)" % ratio)
+
+    def module(self, p, shape):
+        return CaffeDropout(p.dropout_ratio, p.scale_train)
+
+
+def _constant(value):
+    return caffe_pb2.FillerParameter(type="constant", value=value)
+
+
+def _check_base(base):
+    if base != -1 and base <= 0:
+        raise ShapeError("base %g must be positive (or -1 for e)" % base)
+
+
+class CaffePReLU(nn.Module):
+    def __init__(self, blob_shape, filler):
+        super().__init__()
+        self.weight = nn.Parameter(fill(torch.empty(blob_shape), filler))
+
+    def forward(self, x):
+        # F.prelu broadcasts a (C,) slope over axis 1 and gives slope*grad at x == 0, as Caffe.
+        return F.prelu(x, self.weight)
+
+
+class Abs(nn.Module):
+    def forward(self, x):
+        return torch.abs(x)
+
+
+class CaffeBNLL(nn.Module):
+    def forward(self, x):
+        # log(1 + e^x) without overflow: Caffe's x + log(1 + e^-x) for x > 0, in one branch.
+        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
+class CaffePower(nn.Module):
+    def __init__(self, power, scale, shift):
+        super().__init__()
+        self.power, self.scale, self.shift = power, scale, shift
+
+    def extra_repr(self):
+        return "power=%g, scale=%g, shift=%g" % (self.power, self.scale, self.shift)
+
+    def forward(self, x):
+        if self.power == 0 or self.scale == 0:
+            # Caffe fills a constant (and its gradient is 0), even where 0^negative is inf.
+            return torch.full_like(x, 1.0 if self.power == 0 else self.shift ** self.power)
+        y = x * self.scale + self.shift
+        return y if self.power == 1 else y.pow(self.power)
+
+
+class CaffeExp(nn.Module):
+    def __init__(self, inner, outer):
+        super().__init__()
+        self.inner, self.outer = inner, outer
+
+    def extra_repr(self):
+        return "y = %g * exp(%g * x)" % (self.outer, self.inner)
+
+    def forward(self, x):
+        return torch.exp(x * self.inner) * self.outer
+
+
+class CaffeLog(nn.Module):
+    def __init__(self, scale, shift, base_scale):
+        super().__init__()
+        self.scale, self.shift, self.base_scale = scale, shift, base_scale
+
+    def extra_repr(self):
+        return "y = %g * log(%g * x + %g)" % (self.base_scale, self.scale, self.shift)
+
+    def forward(self, x):
+        return torch.log(x * self.scale + self.shift) * self.base_scale
+
+
+class CaffeThreshold(nn.Module):
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold = threshold
+
+    def extra_repr(self):
+        return "threshold=%g" % self.threshold
+
+    def forward(self, x):
+        return (x > self.threshold).to(x.dtype)
+
+
+class CaffeClip(nn.Module):
+    def __init__(self, lo, hi):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def extra_repr(self):
+        return "min=%g, max=%g" % (self.lo, self.hi)
+
+    def forward(self, x):
+        # clamp passes the gradient on min <= x <= max, bounds included, like Caffe's Clip.
+        return torch.clamp(x, self.lo, self.hi)
+
+
+class CaffeSwish(nn.Module):
+    def __init__(self, beta):
+        super().__init__()
+        self.beta = beta
+
+    def extra_repr(self):
+        return "beta=%g" % self.beta
+
+    def forward(self, x):
+        return x * torch.sigmoid(x * self.beta)
+
+
+class CaffeDropout(nn.Module):
+    """TRAIN (train()): zero each value with probability `ratio`. With scale_train (BVLC)
+    the kept values are scaled by 1/(1-ratio) and TEST is the identity; the fork's
+    scale_train: false keeps them as they are and scales by (1-ratio) in TEST instead."""
+
+    def __init__(self, ratio, scale_train=True):
+        super().__init__()
+        self.ratio, self.scale_train = ratio, scale_train
+
+    def extra_repr(self):
+        return "ratio=%g%s" % (self.ratio, "" if self.scale_train else ", scale_train=False")
+
+    def forward(self, x):
+        y = F.dropout(x, self.ratio, self.training)
+        return y if self.scale_train else y * (1 - self.ratio)
+
+
+LAYERS = [ReLU(), PReLU(), ELU(), Sigmoid(), TanH(), AbsVal(), BNLL(), Power(), Exp(), Log(),
+          Threshold(), Clip(), Swish(), Dropout()]

@@ -1,3 +1,168 @@
-"""(filled in by the layer work; see base.py for what a definition holds)"""
+"""LRN, BatchNorm and MVN, with Caffe's formulas (where eps goes, what blob 2 means).
 
-LAYERS = []
+- LRN ACROSS_CHANNELS: x / (k + alpha/size * sum of x^2 over `size` channels centred on
+  the channel, the window clipped at the ends)^beta.
+  WITHIN_CHANNEL: x / (1 + alpha/size^2 * sum of x^2 over a size x size window,
+  zero-padded by (size-1)/2)^beta; Caffe builds it from AVE pooling and ignores k.
+- BatchNorm holds running sums, not averages: blob 2 is the sum of the decay weights, so
+  the statistics are mean = blob0/blob2 and var = blob1/blob2 (0 where blob2 is 0).
+  eps is added to the variance. TRAIN without use_global_stats normalizes by the batch
+  statistics (biased variance) and accumulates blob = fraction*blob + stat, the variance
+  stat corrected by m/(m-1), blob2 = fraction*blob2 + 1.
+- MVN subtracts the mean per (item, channel), or per item with across_channels, and
+  divides by std + eps (eps on the standard deviation, not the variance).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from compiler.layers.base import LayerDef, ShapeError, prod
+
+ACROSS_CHANNELS, WITHIN_CHANNEL = 0, 1
+
+
+class LRN(LayerDef):
+    type = "LRN"
+    param_field = "lrn_param"
+
+    def shape(self, layer, shapes):
+        self._check(layer, shapes[0])
+        return [tuple(shapes[0])]
+
+    def _check(self, layer, shape):
+        if len(shape) != 4:
+            raise ShapeError("LRN needs an (N, C, H, W) input, got %s" % list(shape))
+        size = layer.param.lrn_param.local_size
+        if size % 2 == 0:
+            raise ShapeError("local_size %d is even; Caffe's LRN supports odd sizes only" % size,
+                             "use local_size %d or %d" % (size - 1, size + 1) if size else None)
+
+    def lower(self, layer, shapes):
+        self._check(layer, shapes[0])
+        p = layer.param.lrn_param
+        return CaffeLRN(p.local_size, p.alpha, p.beta, p.k, p.norm_region == WITHIN_CHANNEL)
+
+
+class CaffeLRN(nn.Module):
+    def __init__(self, size, alpha, beta, k, within_channel):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.within_channel = within_channel
+
+    def extra_repr(self):
+        return "size=%d, alpha=%g, beta=%g, %s" % (
+            self.size, self.alpha, self.beta,
+            "WITHIN_CHANNEL" if self.within_channel else "ACROSS_CHANNELS, k=%g" % self.k)
+
+    def forward(self, x):
+        if self.within_channel:
+            # The padded positions count in the divisor: the mean is the sum / size^2.
+            mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=self.size // 2,
+                                   count_include_pad=True)
+            return x * (1 + self.alpha * mean_sq).pow(-self.beta)
+        # PyTorch's LRN is Caffe's for odd sizes: zero-padded channel window of `size`,
+        # divided by size, scaled by alpha, plus k (checked by the lrn_across_channels case).
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+
+class BatchNorm(LayerDef):
+    type = "BatchNorm"
+    param_field = "batch_norm_param"
+    blob_names = ("mean", "variance", "factor")
+    stat_blobs = (0, 1, 2)
+
+    def shape(self, layer, shapes):
+        return [tuple(shapes[0])]
+
+    def blob_shapes(self, layer, shapes):
+        c = _bn_channels(shapes[0])
+        return [(c,), (c,), (1,)]
+
+    def lower(self, layer, shapes):
+        p = layer.param.batch_norm_param
+        return CaffeBatchNorm(_bn_channels(shapes[0]), p.eps, p.moving_average_fraction,
+                              p.use_global_stats if p.HasField("use_global_stats") else None)
+
+
+def _bn_channels(shape):
+    if not shape:
+        raise ShapeError("BatchNorm needs a bottom with at least one axis")
+    return shape[1] if len(shape) > 1 else 1
+
+
+class CaffeBatchNorm(nn.Module):
+    """use_global_stats None follows the module's mode, as Caffe follows the phase:
+    eval() (TEST) uses the stored statistics, train() (TRAIN) the batch's."""
+
+    def __init__(self, channels, eps, fraction, use_global_stats=None):
+        super().__init__()
+        self.channels, self.eps, self.fraction = channels, eps, fraction
+        self.use_global_stats = use_global_stats
+        # Buffers, not parameters: a solver never updates them (Caffe forces lr_mult 0).
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("variance", torch.zeros(channels))
+        self.register_buffer("factor", torch.zeros(1))
+
+    def extra_repr(self):
+        mode = {None: "by mode", True: "always", False: "never"}[self.use_global_stats]
+        return "%d, eps=%g, moving_average_fraction=%g, global stats %s" % (
+            self.channels, self.eps, self.fraction, mode)
+
+    def forward(self, x):
+        # Caffe's view of any bottom: (N, C, everything else).
+        xr = x.reshape(x.shape[0], self.channels, -1)
+        use_global = (not self.training) if self.use_global_stats is None else self.use_global_stats
+        if use_global:
+            inv = torch.where(self.factor == 0, torch.zeros_like(self.factor), 1 / self.factor)
+            mean, var = self.mean * inv, self.variance * inv
+        else:
+            var, mean = torch.var_mean(xr, dim=(0, 2), correction=0)
+            m = xr.numel() // self.channels
+            with torch.no_grad():
+                self.factor.mul_(self.fraction).add_(1)
+                self.mean.mul_(self.fraction).add_(mean)
+                self.variance.mul_(self.fraction).add_(var, alpha=m / (m - 1) if m > 1 else 1)
+        y = (xr - mean[:, None]) / torch.sqrt(var[:, None] + self.eps)
+        return y.reshape(x.shape)
+
+
+class MVN(LayerDef):
+    type = "MVN"
+    param_field = "mvn_param"
+
+    def shape(self, layer, shapes):
+        _mvn_check(shapes[0])
+        return [tuple(shapes[0])]
+
+    def lower(self, layer, shapes):
+        _mvn_check(shapes[0])
+        p = layer.param.mvn_param
+        return CaffeMVN(p.normalize_variance, p.across_channels, p.eps)
+
+
+def _mvn_check(shape):
+    # Caffe's MVN reads num() and channels(), legacy accessors for blobs of up to 4 axes.
+    if not 1 <= len(shape) <= 4:
+        raise ShapeError("MVN takes a bottom of 1 to 4 axes (N, C, H, W), got %s" % list(shape))
+
+
+class CaffeMVN(nn.Module):
+    def __init__(self, normalize_variance, across_channels, eps):
+        super().__init__()
+        self.normalize_variance, self.across_channels, self.eps = \
+            normalize_variance, across_channels, eps
+
+    def extra_repr(self):
+        return "normalize_variance=%s, across_channels=%s, eps=%g" % (
+            self.normalize_variance, self.across_channels, self.eps)
+
+    def forward(self, x):
+        groups = x.shape[0] if self.across_channels else prod(x.shape[:2])
+        xr = x.reshape(groups, -1)
+        y = xr - xr.mean(dim=1, keepdim=True)
+        if self.normalize_variance:
+            y = y / (y.pow(2).mean(dim=1, keepdim=True).sqrt() + self.eps)
+        return y.reshape(x.shape)
+
+
+LAYERS = [LRN(), BatchNorm(), MVN()]

@@ -1,3 +1,136 @@
-"""(filled in by the layer work; see base.py for what a definition holds)"""
+"""Scale and Bias: multiply by / add an operand broadcast along the bottom's axes.
 
-LAYERS = []
+The operand spans the bottom's axes axis .. axis+k and is repeated over the others. It is
+a learned blob shaped bottom.shape[axis : axis+num_axes] (num_axes -1: to the end, 0: one
+scalar, a 0-axis blob), or the second bottom, whose own shape fixes k (a 0-axis second
+bottom broadcasts from axis 0). Scale's bias_term adds a bias blob shaped like the scale;
+with two bottoms that bias is the layer's only blob, so it is blob 0.
+Default fillers: Scale's scale constant 1, every bias constant 0.
+"""
+import torch
+import torch.nn as nn
+
+from compiler.layers.base import LayerDef, ShapeError, canonical_axis
+from compiler.layers.fillers import fill
+from compiler.proto import caffe_pb2
+
+
+def operand_geometry(p, shapes):
+    """(axis, operand shape) with Caffe's rules and checks, for scale_param / bias_param."""
+    x = tuple(shapes[0])
+    if len(shapes) > 1:
+        operand = tuple(shapes[1])
+        axis = 0 if not operand else canonical_axis(p.axis, len(x))
+    else:
+        if p.num_axes < -1:
+            raise ShapeError("num_axes %d: use -1 (all axes from `axis`) or a count >= 0" % p.num_axes)
+        axis = canonical_axis(p.axis, len(x))
+        end = len(x) if p.num_axes == -1 else axis + p.num_axes
+        if end > len(x):
+            raise ShapeError("axis %d with num_axes %d reaches past the bottom's %d axes"
+                             % (p.axis, p.num_axes, len(x)))
+        operand = x[axis:end]
+    if x[axis:axis + len(operand)] != operand:
+        raise ShapeError("operand shape %s does not match the bottom's axes %d..%d %s"
+                         % (list(operand), axis, axis + len(operand) - 1,
+                            list(x[axis:axis + len(operand)])),
+                         "the second bottom must equal a run of the first bottom's shape "
+                         "starting at `axis`")
+    return axis, operand
+
+
+class _Broadcast(LayerDef):
+    bottoms = (1, 2)
+
+    def shape(self, layer, shapes):
+        operand_geometry(self.params(layer), shapes)
+        return [tuple(shapes[0])]
+
+    def trailing(self, layer, shapes):
+        """Axes of the bottom after the operand, over which the operand repeats."""
+        axis, operand = operand_geometry(self.params(layer), shapes)
+        return len(shapes[0]) - axis - len(operand)
+
+
+class Scale(_Broadcast):
+    type = "Scale"
+    param_field = "scale_param"
+    blob_names = ("weight", "bias")
+
+    def blob_shapes(self, layer, shapes):
+        _, operand = operand_geometry(layer.param.scale_param, shapes)
+        return [operand] * len(self.blob_attrs(layer, shapes))
+
+    def blob_attrs(self, layer, shapes):
+        learned = ("weight",) if len(shapes) == 1 else ()
+        return learned + (("bias",) if layer.param.scale_param.bias_term else ())
+
+    def lower(self, layer, shapes):
+        p = layer.param.scale_param
+        _, operand = operand_geometry(p, shapes)
+        filler = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=1)
+        weight = _blob(operand, filler) if len(shapes) == 1 else None
+        bias = _blob(operand, p.bias_filler if p.HasField("bias_filler") else None) \
+            if p.bias_term else None
+        return CaffeScale(self.trailing(layer, shapes), weight, bias)
+
+
+class Bias(_Broadcast):
+    type = "Bias"
+    param_field = "bias_param"
+    blob_names = ("bias",)
+
+    def blob_shapes(self, layer, shapes):
+        return [operand_geometry(layer.param.bias_param, shapes)[1]] if len(shapes) == 1 else []
+
+    def lower(self, layer, shapes):
+        p = layer.param.bias_param
+        bias = _blob(operand_geometry(p, shapes)[1], p.filler if p.HasField("filler") else None) \
+            if len(shapes) == 1 else None
+        return CaffeBias(self.trailing(layer, shapes), bias)
+
+
+def _blob(shape, filler):
+    return nn.Parameter(fill(torch.empty(shape), filler))
+
+
+def _expand(t, ones):
+    """A view of the operand with size-1 trailing axes, so that it broadcasts against the
+    bottom; the leading axes broadcast by PyTorch's right-aligned rule."""
+    return t.reshape(t.shape + ones) if ones else t
+
+
+class CaffeScale(nn.Module):
+    """forward(x) with the learned `weight`, or forward(x, scale) with a second bottom."""
+
+    def __init__(self, trailing, weight=None, bias=None):
+        super().__init__()
+        self.ones = (1,) * trailing
+        self.weight, self.bias = weight, bias
+
+    def extra_repr(self):
+        return "trailing axes=%d" % len(self.ones)
+
+    def forward(self, x, *scale):
+        s = _expand(scale[0] if scale else self.weight, self.ones)
+        if self.bias is None:
+            return x * s
+        return torch.addcmul(_expand(self.bias, self.ones), x, s)
+
+
+class CaffeBias(nn.Module):
+    """forward(x) with the learned `bias`, or forward(x, bias) with a second bottom."""
+
+    def __init__(self, trailing, bias=None):
+        super().__init__()
+        self.ones = (1,) * trailing
+        self.bias = bias
+
+    def extra_repr(self):
+        return "trailing axes=%d" % len(self.ones)
+
+    def forward(self, x, *bias):
+        return x + _expand(bias[0] if bias else self.bias, self.ones)
+
+
+LAYERS = [Scale(), Bias()]
