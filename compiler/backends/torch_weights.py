@@ -74,7 +74,8 @@ def load_blobs(net, gm, file_layers, strict=True, file=None):
                           "pass strict=False (--no-strict) to load what matches")
     with torch.no_grad():
         for tensor, arr in assignments:
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(arr)))
+            # ascontiguousarray makes a 0-axis blob (a shared PReLU slope) 1-axis: reshape back.
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(arr)).reshape(tensor.shape))
     return report
 
 
