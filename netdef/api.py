@@ -11,6 +11,7 @@ from compiler.errors import NetdefError
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
 from compiler.passes.shapes import infer_shapes
+from compiler.passes.validate import check_memory
 from compiler.passes.wiring import wire
 
 SAVED_SUFFIX = ".netdef"
@@ -22,19 +23,25 @@ def register_layer(defn, replace=False):
     return registry.register(defn, replace=replace)
 
 
-def parse(source, phase="TEST", input_shapes=None, stages=(), level=0):
-    """A net file (prototxt, netdef DSL, or a saved .netdef) -> wired, shaped IR Net."""
+def read_net(source, phase="TEST", stages=(), level=0):
+    """A net file (prototxt, netdef DSL, or a saved .netdef) -> IR Net, not yet wired."""
     path = Path(source)
     if path.suffix == SAVED_SUFFIX:
         text, _ = _read_saved(path)
-        net = prototxt.load_net(path, phase, stages, level, text=text)
-    elif path.suffix == ".net":
+        return prototxt.load_net(path, phase, stages, level, text=text)
+    if path.suffix == ".net":
         from compiler.frontends.dsl import load_dsl
-        net = load_dsl(path, phase=phase, stages=stages, level=level)
-    else:
-        net = prototxt.load_net(path, phase, stages, level)
+        return load_dsl(path, phase=phase, stages=stages, level=level)
+    return prototxt.load_net(path, phase, stages, level)
+
+
+def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memory=None):
+    """A net file -> wired, shaped IR Net. A net whose blobs would not fit `max_memory`
+    bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated."""
+    net = read_net(source, phase, stages, level)
     wire(net)
     infer_shapes(net, input_shapes)
+    check_memory(net, max_memory)
     return net
 
 

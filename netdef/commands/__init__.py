@@ -28,13 +28,23 @@ def add_net_arguments(p):
     p.add_argument("--level", type=int, default=0)
     p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                    help="override an input's shape (repeatable)")
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
+
+
+def memory_size(text):
+    from compiler.passes.validate import parse_size
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_net(args, extra_shapes=None):
     import netdef
     shapes = parse_input_shapes(args.input_shape)
     shapes.update(extra_shapes or {})
-    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level)
+    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level, args.max_memory)
 
 
 def write_atomic(path, write):
