@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run"]
+COMMANDS = ["compile", "run", "summary"]
 
 
 def make_parser():

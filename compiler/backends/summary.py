@@ -11,6 +11,10 @@ import json
 
 from compiler.layers import registry
 from compiler.layers.base import prod
+from compiler.passes.validate import human_bytes, layer_params
+
+# The layers whose MACs the classic papers (and derived-facts.json) count.
+CONV_FC = ("Convolution", "Deconvolution", "InnerProduct")
 
 
 def summarize(net):
@@ -20,37 +24,23 @@ def summarize(net):
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
         outs = [net.blobs[t].shape for t in layer.tops]
-        params = 0
-        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
-            spec = layer.param.param[i] if i < len(layer.param.param) else None
-            if spec is not None and spec.name:
-                if spec.name in seen_shared:
-                    continue
-                seen_shared.add(spec.name)
-            if i not in defn.stat_blobs:
-                params += prod(s)
         rows.append({
             "name": layer.name, "type": layer.type,
             "output": [list(s) for s in outs],
-            "params": params,
+            "params": layer_params(net, layer, seen_shared),
             "macs": defn.macs(layer, shapes, outs),
             "memory": sum(4 * prod(s) for s in outs),
         })
     totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
-              "macs": sum(r["macs"] for r in rows), "memory": sum(r["memory"] for r in rows),
+              "macs": sum(r["macs"] for r in rows),
+              "conv_fc_macs": sum(r["macs"] for r in rows if r["type"] in CONV_FC),
+              "memory": sum(r["memory"] for r in rows),
               "outputs": {name: list(net.shape(name)) for name in net.outputs}}
     return rows, totals
 
 
 def _shape_text(shapes):
     return " ".join("x".join(str(d) for d in s) if s else "scalar" for s in shapes)
-
-
-def _human_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
 
 
 def format_summary(net, fmt="table"):
@@ -68,7 +58,7 @@ def format_summary(net, fmt="table"):
     table = [("layer", "type", "output", "params", "MACs", "memory")]
     for r in rows:
         table.append((r["name"], r["type"], _shape_text(r["output"]), "{:,}".format(r["params"]),
-                      "{:,}".format(r["macs"]), _human_bytes(r["memory"])))
+                      "{:,}".format(r["macs"]), human_bytes(r["memory"])))
     widths = [max(len(row[i]) for row in table) for i in range(6)]
     lines = []
     for k, row in enumerate(table):
@@ -76,8 +66,11 @@ def format_summary(net, fmt="table"):
         if k == 0:
             lines.append("-" * len(lines[0]))
     lines.append("-" * len(lines[0]))
+    macs = "{:,}".format(totals["macs"])
+    if totals["conv_fc_macs"] != totals["macs"]:
+        macs += " (conv/fc %s)" % "{:,}".format(totals["conv_fc_macs"])
     lines.append("%s: %d layers, %s params, %s MACs per image, %s activations; outputs %s" % (
-        net.name, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["macs"]),
-        _human_bytes(totals["memory"]),
+        net.name, totals["layers"], "{:,}".format(totals["params"]), macs,
+        human_bytes(totals["memory"]),
         ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items())))
     return "\n".join(lines)
