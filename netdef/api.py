@@ -66,18 +66,20 @@ def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, st
     return compile_net(net, weights, outputs, strict)
 
 
-def load_weights(net, gm, weights, strict=True):
+def read_weights(weights):
+    """A .caffemodel path, a saved .netdef or {layer: [arrays]} -> ([LayerBlobs], file)."""
     if isinstance(weights, dict):
-        layers = [caffemodel.LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
-                  for k, v in weights.items()]
-        file = None
-    else:
-        file = str(weights)
-        if file.endswith(SAVED_SUFFIX):
-            _, arrays = _read_saved(Path(file))
-            layers = [caffemodel.LayerBlobs(k, "", v, [False] * len(v)) for k, v in arrays.items()]
-        else:
-            layers = caffemodel.read_caffemodel(file)
+        return [caffemodel.LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
+                for k, v in weights.items()], None
+    file = str(weights)
+    if file.endswith(SAVED_SUFFIX):
+        _, arrays = _read_saved(Path(file))
+        return [caffemodel.LayerBlobs(k, "", v, [False] * len(v)) for k, v in arrays.items()], file
+    return caffemodel.read_caffemodel(file), file
+
+
+def load_weights(net, gm, weights, strict=True):
+    layers, file = read_weights(weights)
     return torch_weights.load_blobs(net, gm, layers, strict=strict, file=file)
 
 

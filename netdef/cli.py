@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run", "summary"]
+COMMANDS = ["compile", "run", "summary", "check"]
 
 
 def make_parser():

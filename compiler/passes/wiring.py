@@ -7,6 +7,8 @@
 - Caffe refuses a top written by two layers unless in place, and an in-place write to a
   blob that another layer has already read ("produced by multiple sources").
 """
+import difflib
+
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.ir import Blob
 
@@ -43,7 +45,7 @@ def wire(net):
         layer.bottoms, layer.tops = [], []
         for b in p.bottom:
             if b not in current:
-                close = [n for n in current if n.lower() == b.lower()]
+                close = difflib.get_close_matches(b, list(current), n=1, cutoff=0.75)
                 if b in writers:
                     hint = ("'%s' is written later, by layer '%s': layers run in file order, so "
                             "this is a cycle or a misplaced layer" % (b, writers[b]))
