@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from compiler.backends import torch_fx, torch_weights
+from compiler.backends.caffemodel import export_caffemodel
 from compiler.errors import NetdefError
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
+from compiler.passes.fold import fast_path
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.validate import check_memory
 from compiler.passes.wiring import wire
@@ -45,25 +47,35 @@ def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memor
     return net
 
 
-def compile_net(net, weights=None, outputs=None, strict=True):
+def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
     """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
     or {layer: [arrays]}). In train() mode it computes Caffe's TRAIN behaviour, in eval()
-    TEST's."""
+    TEST's. fast=True is the inference fast path (compiler/passes/fold.py): BatchNorm and
+    Scale folded into the convolutions before them, weights channels_last; the module's
+    `netdef_ir` is then the folded net."""
     gm = torch_fx.build_module(net, outputs)
     if weights is not None:
         load_weights(net, gm, weights, strict=strict)
     gm.train(net.phase == "TRAIN")
     gm.netdef_ir = net
+    if fast:
+        _, gm = fast_path(net, gm)
     return gm
 
 
 def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=True,
-         stages=(), level=0):
+         stages=(), level=0, fast=False):
     """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
     net = parse(source, phase, input_shapes, stages, level)
     if weights is None and Path(source).suffix == SAVED_SUFFIX:
         weights = source
-    return compile_net(net, weights, outputs, strict)
+    return compile_net(net, weights, outputs, strict, fast)
+
+
+def export(gm, caffemodel_path, prototxt_path=None):
+    """Write a compiled module's current weights as a Caffe .caffemodel (and its net as a
+    prototxt): the files Caffe, or netdef.load, reads back."""
+    export_caffemodel(gm.netdef_ir, gm, caffemodel_path, prototxt_path)
 
 
 def read_weights(weights):

@@ -1,4 +1,5 @@
-"""netdef compile NET [--weights W] [--phase train|test] [--input-shape data=1,3,224,224] [-o OUT]"""
+"""netdef compile NET [--weights W] [--phase train|test] [--input-shape data=1,3,224,224] [-o OUT]
+                  [--fast] [--export-caffemodel OUT.caffemodel [--export-prototxt OUT.prototxt]]"""
 from netdef.commands import add_net_arguments, parse_net, write_atomic
 
 
@@ -9,6 +10,12 @@ def add_parser(sub):
     p.add_argument("--no-strict", action="store_true", help="load the weights that match, report the rest")
     p.add_argument("-o", "--output", help="save the compiled module (.netdef: prototxt + arrays, no pickle)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--fast", action="store_true",
+                   help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
+    p.add_argument("--export-caffemodel", metavar="OUT.caffemodel",
+                   help="write the module's weights as a Caffe .caffemodel")
+    p.add_argument("--export-prototxt", metavar="OUT.prototxt",
+                   help="write the net (the folded one with --fast) as a prototxt")
     return p
 
 
@@ -16,9 +23,18 @@ def run(args):
     import netdef
     from netdef.summary import print_summary
     net = parse_net(args)
-    gm = netdef.compile_net(net, args.weights, strict=not args.no_strict)
-    print_summary(net, args.format)
+    gm = netdef.compile_net(net, args.weights, strict=not args.no_strict, fast=args.fast)
+    print_summary(gm.netdef_ir, args.format)
     if args.output:
         write_atomic(args.output, lambda tmp: netdef.save(gm, tmp))
         print("saved %s" % args.output)
+    if args.export_caffemodel:
+        write_atomic(args.export_caffemodel, lambda tmp: netdef.export(gm, tmp))
+        print("wrote %s" % args.export_caffemodel)
+    if args.export_prototxt:
+        from pathlib import Path
+        from compiler.backends.prototxt import net_to_text
+        text = net_to_text(gm.netdef_ir)
+        write_atomic(args.export_prototxt, lambda tmp: Path(tmp).write_text(text))
+        print("wrote %s" % args.export_prototxt)
     return 0

@@ -14,6 +14,8 @@ def add_parser(sub):
     p.add_argument("--input", required=True, help=".npz with one array per input blob")
     p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
+    p.add_argument("--fast", action="store_true",
+                   help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
     return p
 
 
@@ -28,7 +30,7 @@ def run(args):
         raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
-                            strict=not args.no_strict)
+                            strict=not args.no_strict, fast=args.fast)
     missing = [n for n in gm.input_names if n not in arrays]
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
