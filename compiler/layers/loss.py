@@ -1,3 +1,317 @@
-"""(filled in by the layer work; see base.py for what a definition holds)"""
+"""Loss layers (SoftmaxWithLoss, EuclideanLoss, SigmoidCrossEntropyLoss, ContrastiveLoss)
+and Accuracy.
 
-LAYERS = []
+A loss top is a 0-axis blob (Caffe's LossLayer::Reshape), and the net's loss is the sum
+of every top times its loss weight: `loss_weight(layer)` gives them as Caffe does.
+Gradients come from autograd. Where Caffe's hand-written backward is not the derivative
+of its forward (the FLT_MIN clamp of SoftmaxWithLoss, ContrastiveLoss's 1e-4), the module
+computes Caffe's value and routes Caffe's gradient (`_value_with_grad_of`). Labels get no
+gradient: Caffe refuses to backpropagate to them.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+from compiler.layers import registry
+from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
+from compiler.proto import caffe_pb2
+
+FULL, VALID, BATCH_SIZE, NONE = (caffe_pb2.LossParameter.FULL, caffe_pb2.LossParameter.VALID,
+                                 caffe_pb2.LossParameter.BATCH_SIZE, caffe_pb2.LossParameter.NONE)
+LOG_FLT_MIN = math.log(1.1754943508222875e-38)
+
+
+def loss_weight(layer):
+    """The weight of each top of `layer` in the net's loss (Caffe's Layer::SetLossWeights):
+    the layer's loss_weight values, one per top; without them 1 for the first top of a
+    loss layer and 0 for every other top."""
+    weights = list(layer.param.loss_weight)
+    if weights:
+        return weights
+    first = 1.0 if isinstance(registry.get(layer.type), LossLayer) else 0.0
+    return [first] + [0.0] * (len(layer.param.top) - 1) if layer.param.top else []
+
+
+def normalization(p, default):
+    """LossParameter's normalization; the legacy `normalize: true/false` means VALID /
+    BATCH_SIZE when normalization is not given."""
+    if p.HasField("normalization"):
+        return p.normalization
+    if p.HasField("normalize"):
+        return VALID if p.normalize else BATCH_SIZE
+    return default
+
+
+def normalizer(mode, outer, inner, valid):
+    """Caffe's LossLayer divisor: all outer*inner positions (FULL), the positions not
+    ignored (VALID, a tensor), the outer count (BATCH_SIZE) or 1 (NONE); at least 1."""
+    if mode == VALID:
+        return valid.clamp(min=1)
+    return max(1, {FULL: outer * inner, BATCH_SIZE: outer, NONE: 1}[mode])
+
+
+def _value_with_grad_of(value, surrogate):
+    """`value` forward, the gradient of `surrogate` backward (exactly `value`: the
+    surrogate's two terms cancel)."""
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def _labels(label, outer, inner, ignore_label):
+    """Caffe's labels as (outer, 1, inner) integers (static_cast<int> truncates), whether
+    each counts (ignore_label), and a copy safe to index with (ignored ones set to 0)."""
+    label = label.reshape(outer, 1, inner).to(torch.int64)
+    keep = label != ignore_label if ignore_label is not None else torch.ones_like(label, dtype=torch.bool)
+    return torch.where(keep, label, 0), keep
+
+
+class LossLayer(LayerDef):
+    """Caffe's LossLayer: two bottoms with the same first axis, a 0-axis top."""
+    param_field = "loss_param"
+    bottoms = (2, 2)
+
+    def check(self, layer, shapes):
+        if not shapes[0] or not shapes[1] or shapes[0][0] != shapes[1][0]:
+            raise ShapeError("the data and label should have the same first dimension (%s vs %s)"
+                             % (list(shapes[0][:1]), list(shapes[1][:1])))
+        weights, tops = list(layer.param.loss_weight), len(layer.param.top)
+        if weights and len(weights) != tops:
+            raise ShapeError("%d loss_weight values for %d tops" % (len(weights), tops),
+                             "give one loss_weight per top")
+        if not weights and tops > 1:
+            # Caffe gives a loss layer one default weight, which then fits one top only.
+            raise ShapeError("a loss layer with %d tops needs one loss_weight per top" % tops,
+                             "add loss_weight: 1 %s(the loss, then no loss from the other tops)"
+                             % ("loss_weight: 0 " * (tops - 1)))
+
+    def ignore_label(self, layer):
+        p = layer.param.loss_param
+        return p.ignore_label if p.HasField("ignore_label") else None
+
+
+class SoftmaxWithLoss(LossLayer):
+    """Mean of -log softmax(x)[label] over the positions not ignored, divided as
+    `normalization` says (default VALID). A second top gives the softmax itself."""
+    type = "SoftmaxWithLoss"
+    tops = (1, 2)
+
+    def axis(self, layer, shapes):
+        self.check(layer, shapes)
+        data, label = shapes
+        axis = canonical_axis(layer.param.softmax_param.axis, len(data))
+        outer, inner = prod(data[:axis]), prod(data[axis + 1:])
+        if outer * inner != prod(label):
+            raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
+                             "the label needs one value per position of the softmax axis %d: %d "
+                             "values, integers in 0..%d" % (axis, outer * inner, data[axis] - 1))
+        return axis
+
+    def shape(self, layer, shapes):
+        self.axis(layer, shapes)
+        return [()] + [tuple(shapes[0])] * (len(layer.param.top) - 1)
+
+    def lower(self, layer, shapes):
+        return CaffeSoftmaxLoss(self.axis(layer, shapes), self.ignore_label(layer),
+                                normalization(layer.param.loss_param, VALID), len(layer.param.top) == 2)
+
+
+class CaffeSoftmaxLoss(nn.Module):
+    def __init__(self, axis, ignore_label, mode, with_prob):
+        super().__init__()
+        self.axis, self.ignore_label, self.mode, self.with_prob = axis, ignore_label, mode, with_prob
+
+    def extra_repr(self):
+        return "axis=%d, ignore_label=%s, normalization=%s" % (
+            self.axis, self.ignore_label, caffe_pb2.LossParameter.NormalizationMode.Name(self.mode))
+
+    def forward(self, x, label):
+        outer, inner = prod(x.shape[:self.axis]), prod(x.shape[self.axis + 1:])
+        logp = torch.log_softmax(x.reshape(outer, x.shape[self.axis], inner), 1)
+        label, keep = _labels(label, outer, inner, self.ignore_label)
+        picked = logp.gather(1, label)
+        # Caffe takes log(max(prob, FLT_MIN)) but backpropagates prob - 1 even where the
+        # clamp bit.
+        picked = _value_with_grad_of(picked.clamp(min=LOG_FLT_MIN), picked)
+        loss = -torch.where(keep, picked, 0).sum() / normalizer(self.mode, outer, inner, keep.sum())
+        return (loss, torch.softmax(x, self.axis)) if self.with_prob else loss
+
+
+class EuclideanLoss(LossLayer):
+    """sum((a - b)^2) / N / 2; both bottoms get a gradient."""
+    type = "EuclideanLoss"
+
+    def shape(self, layer, shapes):
+        self.check(layer, shapes)
+        if prod(shapes[0][1:]) != prod(shapes[1][1:]):
+            raise ShapeError("the bottoms must have the same number of values per item (%d vs %d)"
+                             % (prod(shapes[0][1:]), prod(shapes[1][1:])))
+        return [()]
+
+    def lower(self, layer, shapes):
+        return CaffeEuclideanLoss()
+
+
+class CaffeEuclideanLoss(nn.Module):
+    def forward(self, a, b):
+        diff = a - b.reshape(a.shape)
+        return (diff * diff).sum() / a.shape[0] / 2
+
+
+class SigmoidCrossEntropyLoss(LossLayer):
+    """Cross-entropy of sigmoid(x) against targets in [0, 1], in Caffe's overflow-free
+    form, divided as `normalization` says (default BATCH_SIZE for this layer)."""
+    type = "SigmoidCrossEntropyLoss"
+
+    def shape(self, layer, shapes):
+        self.check(layer, shapes)
+        if prod(shapes[0]) != prod(shapes[1]):
+            raise ShapeError("the bottoms must have the same count (%d vs %d)"
+                             % (prod(shapes[0]), prod(shapes[1])),
+                             "give one target per prediction")
+        return [()]
+
+    def lower(self, layer, shapes):
+        return CaffeSigmoidCrossEntropyLoss(self.ignore_label(layer),
+                                            normalization(layer.param.loss_param, BATCH_SIZE))
+
+
+class CaffeSigmoidCrossEntropyLoss(nn.Module):
+    def __init__(self, ignore_label, mode):
+        super().__init__()
+        self.ignore_label, self.mode = ignore_label, mode
+
+    def extra_repr(self):
+        return "ignore_label=%s, normalization=%s" % (
+            self.ignore_label, caffe_pb2.LossParameter.NormalizationMode.Name(self.mode))
+
+    def forward(self, x, target):
+        target = target.reshape(x.shape).detach()
+        positive = (x >= 0).to(x.dtype)
+        # -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))], without exp of a positive number
+        loss = -(x * (target - positive) - torch.log1p(torch.exp(x - 2 * x * positive)))
+        if self.ignore_label is not None:
+            keep = target.to(torch.int64) != self.ignore_label
+            loss = torch.where(keep, loss, 0)
+        else:
+            keep = torch.ones_like(x, dtype=torch.bool)
+        outer = x.shape[0]
+        return loss.sum() / normalizer(self.mode, outer, x.numel() // outer, keep.sum())
+
+
+class ContrastiveLoss(LossLayer):
+    """Siamese loss over (a, b, similar): d^2 for similar pairs, max(margin - d, 0)^2 for
+    the others (legacy_version: max(margin - d^2, 0)), summed and divided by 2N."""
+    type = "ContrastiveLoss"
+    param_field = "contrastive_loss_param"
+    bottoms = (3, 3)
+
+    def shape(self, layer, shapes):
+        self.check(layer, shapes)
+        a, b, similar = (_legacy_4d(s) for s in shapes)
+        if a[1] != b[1] or a[2:] != (1, 1) or b[2:] != (1, 1):
+            raise ShapeError("ContrastiveLoss needs two (N, C) feature bottoms with the same C, got "
+                             "%s and %s" % (list(shapes[0]), list(shapes[1])),
+                             "Flatten or Reshape them to (N, C)")
+        if similar[1:] != (1, 1, 1) or similar[0] != a[0]:
+            raise ShapeError("the third bottom must hold one similarity label per pair (%d), got %s"
+                             % (a[0], list(shapes[2])))
+        return [()]
+
+    def lower(self, layer, shapes):
+        p = layer.param.contrastive_loss_param
+        return CaffeContrastiveLoss(p.margin, p.legacy_version)
+
+
+def _legacy_4d(shape):
+    """Caffe's num/channels/height/width view of a blob of at most 4 axes."""
+    if len(shape) > 4:
+        raise ShapeError("ContrastiveLoss takes blobs of at most 4 axes, got %s" % list(shape))
+    return tuple(shape) + (1,) * (4 - len(shape))
+
+
+class CaffeContrastiveLoss(nn.Module):
+    def __init__(self, margin, legacy_version):
+        super().__init__()
+        self.margin, self.legacy_version = margin, legacy_version
+
+    def extra_repr(self):
+        return "margin=%g%s" % (self.margin, ", legacy_version" if self.legacy_version else "")
+
+    def forward(self, a, b, similar):
+        n = a.shape[0]
+        diff = a.reshape(n, -1) - b.reshape(n, -1)
+        dist_sq = (diff * diff).sum(1)
+        if self.legacy_version:
+            # no gradient where margin - dist_sq is exactly 0, as in Caffe (mdist > 0)
+            dissimilar = torch.where(self.margin > dist_sq, self.margin - dist_sq, 0)
+        else:
+            dist = dist_sq.sqrt()
+            hinge = (self.margin - dist).clamp(min=0)
+            # Caffe's gradient is -2 * hinge / (dist + 1e-4) * diff: the derivative with
+            # 1e-4 added to dist (finite at dist 0). dist_sq / 2 has gradient diff.
+            scale = (2 * hinge / (dist + 1e-4)).detach()
+            dissimilar = _value_with_grad_of(hinge * hinge, -scale * dist_sq / 2)
+        similar = similar.reshape(n).to(torch.int64) != 0
+        return torch.where(similar, dist_sq, dissimilar).sum() / n / 2
+
+
+class Accuracy(LayerDef):
+    """The fraction of positions whose label is among the top_k scores (ties count
+    against it), skipping ignore_label; a second top gives the accuracy per class."""
+    type = "Accuracy"
+    param_field = "accuracy_param"
+    bottoms = (2, 2)
+    tops = (1, 2)
+
+    def axis(self, layer, shapes):
+        p = layer.param.accuracy_param
+        data, label = shapes
+        if p.top_k > prod(data) // prod(label):
+            raise ShapeError("top_k %d is more than the %d classes" % (p.top_k, prod(data) // prod(label)),
+                             "use a top_k of at most %d" % (prod(data) // prod(label)))
+        axis = canonical_axis(p.axis, len(data))
+        outer, inner = prod(data[:axis]), prod(data[axis + 1:])
+        if outer * inner != prod(label):
+            raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
+                             "the label needs one value per position of axis %d: %d values"
+                             % (axis, outer * inner))
+        return axis
+
+    def shape(self, layer, shapes):
+        axis = self.axis(layer, shapes)
+        return [()] + [(shapes[0][axis],)] * (len(layer.param.top) - 1)
+
+    def lower(self, layer, shapes):
+        p = layer.param.accuracy_param
+        return CaffeAccuracy(self.axis(layer, shapes), p.top_k,
+                             p.ignore_label if p.HasField("ignore_label") else None,
+                             len(layer.param.top) == 2)
+
+
+class CaffeAccuracy(nn.Module):
+    def __init__(self, axis, top_k, ignore_label, per_class):
+        super().__init__()
+        self.axis, self.top_k, self.ignore_label, self.per_class = axis, top_k, ignore_label, per_class
+
+    def extra_repr(self):
+        return "axis=%d, top_k=%d, ignore_label=%s" % (self.axis, self.top_k, self.ignore_label)
+
+    def forward(self, x, label):
+        classes = x.shape[self.axis]
+        outer, inner = prod(x.shape[:self.axis]), prod(x.shape[self.axis + 1:])
+        scores = x.detach().reshape(outer, classes, inner)
+        label, keep = _labels(label, outer, inner, self.ignore_label)
+        # Caffe counts the classes scoring at least the true class's score, itself
+        # excluded; the label is a hit when fewer than top_k do.
+        better = (scores >= scores.gather(1, label)).sum(1, keepdim=True) - 1
+        hit = keep & (better < self.top_k)
+        counted = keep.sum()
+        accuracy = torch.where(counted > 0, hit.sum() / counted.clamp(min=1), 0).to(x.dtype)
+        if not self.per_class:
+            return accuracy
+        total = torch.bincount(label[keep], minlength=classes)
+        hits = torch.bincount(label[hit], minlength=classes)
+        return accuracy, torch.where(total > 0, hits / total.clamp(min=1), 0).to(x.dtype)
+
+
+LAYERS = [SoftmaxWithLoss(), EuclideanLoss(), SigmoidCrossEntropyLoss(), ContrastiveLoss(), Accuracy()]
