@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run", "summary", "check"]
+COMMANDS = ["compile", "run", "summary", "check", "draw"]
 
 
 def make_parser():

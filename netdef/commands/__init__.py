@@ -53,6 +53,10 @@ def write_atomic(path, write):
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1] or ".tmp")
     os.close(fd)
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         write(tmp)
         os.replace(tmp, path)
     finally:
