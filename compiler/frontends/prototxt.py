@@ -6,6 +6,7 @@ not keep, come from a light scan of the text for top-level `layer {` / `layers {
 Legacy inputs (`input` + `input_dim` / `input_shape`) become Input layers and V1 layers
 are upgraded (passes/upgrade.py), as Caffe does on load.
 """
+import difflib
 import re
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from compiler.proto import caffe_pb2
 # Refuse files larger than this before parsing: a prototxt of a 1000-layer net is ~1 MB.
 MAX_PROTOTXT_BYTES = 64 << 20
 
-_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}]|\n|[A-Za-z_][\w]*')
+# protobuf text also accepts < > as block delimiters.
+_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>]|\n|[A-Za-z_][\w]*')
 
 
 def _layer_lines(text):
@@ -32,12 +34,12 @@ def _layer_lines(text):
         tok = m.group()
         if tok == "\n":
             line += 1
-        elif tok == "{":
+        elif tok in "{<":
             if depth == 0 and pending:
                 lines[pending[0]].append(pending[1])
             pending = None
             depth += 1
-        elif tok == "}":
+        elif tok in "}>":
             depth -= 1
             pending = None
         elif depth == 0 and tok in ("layer", "layers"):
@@ -48,7 +50,8 @@ def _layer_lines(text):
 
 
 def parse_text(text, file, message):
-    """Parse protobuf text into `message`, turning parse errors into located NetdefErrors."""
+    """Parse protobuf text into `message`, turning parse errors into located NetdefErrors:
+    one line saying what is wrong where, one line of hint (a likely fix, or the source)."""
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
@@ -57,17 +60,76 @@ def parse_text(text, file, message):
         m = re.match(r"^(\d+):(\d+)\s*:\s*(.*)$", msg, re.S)
         if m:
             line, col, msg = int(m.group(1)), int(m.group(2)), m.group(3)
-        # Some messages quote the whole line before saying what is wrong; we show it below.
-        msg = re.sub(r"^'[^\n]*': ", "", msg)
-        source = text.splitlines()[line - 1] if line and 0 < line <= len(text.splitlines()) else ""
-        hint = None
-        if "has no field named" in msg or "no field named" in msg:
-            hint = "check the spelling; netdef knows BVLC Caffe's fields plus SSD and Fast R-CNN's"
-        raise NetdefError(file, line, None, "syntax error: %s%s" % (
-            msg.strip(), ("\n  | " + source.strip()) if source.strip() else ""), hint, col=col) from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise NetdefError(file, None, None, "cannot parse: %s" % e) from None
+        # Some messages quote the whole line before saying what is wrong; the hint shows it.
+        msg = re.sub(r"^'[^\n]*': ", "", msg).strip()
+        lines = text.splitlines()
+        source = lines[line - 1] if line and 0 < line <= len(lines) else ""
+        msg, hint = _explain(msg)
+        if hint is None and source.strip():
+            hint = "in: " + _excerpt(source, col)
+        raise NetdefError(file, line, None, "syntax error: " + msg, hint, col=col) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        # protobuf raises these (not ParseError) for bad UTF-8 and absurd nesting.
+        raise NetdefError(file, None, None, "cannot parse: %s" % (str(e)[:200] or type(e).__name__)) from None
     return message
+
+
+def _excerpt(source, col, width=72):
+    """The source line around column `col` (1-based), at most `width` characters."""
+    source = source.rstrip()
+    start = max(0, min((col or 1) - 1 - width // 2, len(source) - width))
+    cut = source[start:start + width].strip()
+    return ("..." if start > 0 else "") + cut + ("..." if start + width < len(source) else "")
+
+
+_POOL = caffe_pb2.DESCRIPTOR.pool
+
+
+def _block_name(full_name):
+    """"caffe.ConvolutionParameter" -> "convolution_param" (the block users write)."""
+    if full_name == "caffe.LayerParameter":
+        return "layer"
+    if full_name == "caffe.NetParameter":
+        return "the net"
+    for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
+        if f.message_type is not None and f.message_type.full_name == full_name:
+            return f.name
+    return full_name.split(".")[-1]
+
+
+def _explain(msg):
+    """protobuf's message -> (our message, a hint or None)."""
+    m = re.match(r'Message type "([\w.]+)" has no field named "(\w+)"', msg)
+    if m:
+        try:
+            fields = [f.name for f in _POOL.FindMessageTypeByName(m.group(1)).fields]
+        except KeyError:
+            fields = []
+        name, block = m.group(2), _block_name(m.group(1))
+        text = "unknown field '%s' in %s" % (name, block)
+        homes = [f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields if f.message_type is not None
+                 and f.name.endswith("_param") and name in f.message_type.fields_by_name]
+        if homes and block == "layer":
+            return text, "'%s' goes inside %s" % (name, " or ".join("%s { }" % h for h in homes[:3]))
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        if close:
+            return text, "did you mean '%s'?" % close[0]
+        return text, "netdef knows BVLC Caffe's fields plus SSD's and Fast R-CNN's"
+    m = re.match(r'Enum type "([\w.]+)" has no value named (\S+?)\.?$', msg)
+    if m:
+        try:
+            values = [v.name for v in _POOL.FindEnumTypeByName(m.group(1)).values]
+        except KeyError:
+            return msg, None
+        return "unknown value %s for %s" % (m.group(2), m.group(1).split(".")[-1]), "one of " + ", ".join(values)
+    m = re.match(r"Couldn't parse integer: (\S+)", msg)
+    if m:
+        return "'%s' is not an integer" % m.group(1), "this field takes a whole number"
+    m = re.match(r"Value out of range: (\S+)", msg)
+    if m:
+        return "value %s is out of range for this field" % m.group(1), \
+            "the field is a 32-bit integer; sizes and counts are unsigned (0 to 4294967295)"
+    return msg, None
 
 
 def read_text_file(path):
@@ -105,11 +167,15 @@ def load_net(path, phase="TEST", stages=(), level=0, text=None):
 def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
     lines = lines or {"layer": [], "layers": []}
     if proto.layer and proto.layers:
-        raise NetdefError(file, (lines["layers"] or [None])[0], None,
-                          "the file mixes V2 `layer {}` and V1 `layers {}` blocks; Caffe refuses it "
-                          "(\"Refusing to upgrade inconsistent NetParameter input\")",
-                          "convert the V1 `layers` blocks to `layer` blocks (netdef convert can "
-                          "upgrade a pure V1 file for you)")
+        # Point at the first block of the rarer kind: the odd one out is usually the mistake.
+        kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
+        blocks = proto.layers if kind == "layers" else proto.layer
+        raise NetdefError(file, (lines[kind] or [None])[0], blocks[0].name or None,
+                          "the file mixes V2 `layer {}` and V1 `layers {}` blocks (this is the first of "
+                          "its %d %s block(s)); Caffe refuses it (\"Refusing to upgrade inconsistent "
+                          "NetParameter input\")" % (len(blocks), "V1" if kind == "layers" else "V2"),
+                          "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
+                          "`layers { type: CONVOLUTION }` (V1)")
     if proto.layers:
         params = [upgrade.v1_to_v2(v1, file, ln) for v1, ln in
                   zip(proto.layers, _pad(lines["layers"], len(proto.layers)))]
