@@ -25,8 +25,9 @@ _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>]|
 
 
 def _layer_lines(text):
-    """Line numbers of the top-level `layer` and `layers` blocks, in file order."""
-    lines = {"layer": [], "layers": []}
+    """Line numbers of the top-level `layer` and `layers` blocks, in file order, and of
+    the first legacy net input field (`input`, `input_dim`, `input_shape`)."""
+    lines = {"layer": [], "layers": [], "input": []}
     depth = 0
     line = 1
     pending = None
@@ -44,6 +45,9 @@ def _layer_lines(text):
             pending = None
         elif depth == 0 and tok in ("layer", "layers"):
             pending = (tok, line)
+        elif depth == 0 and tok in ("input", "input_dim", "input_shape") and not lines["input"]:
+            lines["input"].append(line)       # where the legacy net inputs are declared
+            pending = None
         elif tok[0] not in "#\"'":
             pending = None
     return lines
@@ -165,7 +169,7 @@ def load_net(path, phase="TEST", stages=(), level=0, text=None):
 
 
 def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
-    lines = lines or {"layer": [], "layers": []}
+    lines = lines or {"layer": [], "layers": [], "input": []}
     if proto.layer and proto.layers:
         # Point at the first block of the rarer kind: the odd one out is usually the mistake.
         kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
@@ -183,7 +187,14 @@ def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=
     else:
         params = list(proto.layer)
         layer_lines = _pad(lines["layer"], len(proto.layer))
-    layers = upgrade.legacy_inputs(proto, file)
+    input_line = (lines.get("input") or [None])[0]
+    try:
+        layers = upgrade.legacy_inputs(proto, file)
+    except NetdefError as e:
+        e.line = e.line or input_line
+        raise
+    for layer in layers:
+        layer.line = input_line
     for p, ln in zip(params, layer_lines):
         layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
     net = Net(proto.name or Path(file or "net").stem, layers, file=file, phase=phase)
