@@ -25,6 +25,12 @@ layer { name: "conv3" type: "Convolution" bottom: "s2" top: "c3" convolution_par
 layer { name: "bn3" type: "BatchNorm" bottom: "c3" top: "b3" }
 layer { name: "fc" type: "InnerProduct" bottom: "b3" top: "fc" inner_product_param { num_output: 3 } }
 layer { name: "fc3" type: "InnerProduct" bottom: "c3" top: "fc3" inner_product_param { num_output: 2 } }
+layer { name: "conv4" type: "Convolution" bottom: "conv1" top: "c4" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "conv5" type: "Convolution" bottom: "conv1" top: "c5" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "res" type: "Eltwise" bottom: "c4" bottom: "c5" top: "res" }
+layer { name: "res_relu" type: "ReLU" bottom: "res" top: "res" }
+layer { name: "res2" type: "Eltwise" bottom: "res" bottom: "c3" top: "res2" }
+layer { name: "fc4" type: "InnerProduct" bottom: "res2" top: "fc4" inner_product_param { num_output: 2 } }
 ''' % {"bn": BN}
 
 
@@ -79,12 +85,50 @@ def test_fast_module_computes_the_same_under_the_same_names():
     folded = fast.netdef_ir
     modules = dict(fast.named_children())
     assert not {"bn1", "sc1", "bn2", "sc2"} & set(modules) and "bn3" in modules
-    assert [l.name for l in folded.layers] == ["input", "conv1", "relu1", "conv2", "conv3", "bn3", "fc", "fc3"]
+    assert [l.name for l in folded.layers] == ["input", "conv1", "relu1", "conv2", "conv3", "bn3", "fc", "fc3",
+                                                "conv4", "conv5", "res", "res_relu", "res2", "fc4"]
     assert not {"c2", "b2"} & set(folded.blob_order)
     assert folded.layer("conv2").param.top == ["s2"] and modules["conv2"].bias is not None
     assert modules["conv1"].weight.is_contiguous(memory_format=torch.channels_last)
     # The original net is untouched.
     assert [l.name for l in net.layers][2:4] == ["bn1", "sc1"]
+
+
+def test_in_place_only_where_no_one_else_sees_the_bottom():
+    net = parse_text(NET)
+    w = weights(net)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    modules = dict(netdef.compile_net(net, w, fast=True).named_children())
+    # relu1's bottom is the folded conv1's fresh output; res sums two fresh conv outputs and
+    # res_relu rectifies that sum. res2's bottoms are a ReLU output (its backward needs it)
+    # and conv3's output, which fc3 reads too: it stays out of place.
+    assert modules["relu1"].inplace and modules["res_relu"].inplace
+    assert type(modules["res"]).__name__ == "InPlaceSum"
+    assert type(modules["res2"]).__name__ == "CaffeEltwise"
+    # Autograd still works through the in-place layers, and the input gradient is the
+    # plain module's.
+    grads = []
+    for fast in (False, True):
+        model = netdef.compile_net(net, w, fast=fast)
+        x.grad = None
+        out = model(x)
+        (out["fc"].sum() + out["fc3"].sum() + out["fc4"].sum()).backward()
+        grads.append(x.grad.clone())
+    assert_close(grads[1], grads[0])
+
+
+def test_in_place_leaves_returned_blobs_alone():
+    net = parse_text(NET)
+    w = weights(net)
+    x = torch.randn(2, 3, 8, 8)
+    outputs = ["c4", "res", "fc4"]
+    fast = netdef.compile_net(net, w, outputs=outputs, fast=True)
+    modules = dict(fast.named_children())
+    # c4 is returned, so the sum goes into c5.
+    assert type(modules["res"]).__name__ == "InPlaceSum" and modules["res"].into == 1
+    want, got = run(netdef.compile_net(net, w, outputs=outputs), x), run(fast, x)
+    for name in outputs:
+        assert_close(got[name], want[name])
 
 
 def test_batchnorm_with_batch_statistics_is_not_folded():
@@ -140,6 +184,6 @@ def test_cli_run_fast(tmp_path):
                      "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / (name + ".npz"))]
                     + flag) == 0
     plain, fast = np.load(tmp_path / "plain.npz"), np.load(tmp_path / "fast.npz")
-    assert plain.files == fast.files == ["fc", "fc3"]
+    assert plain.files == fast.files == ["fc", "fc3", "fc4"]
     for name in plain.files:
         assert_close(torch.from_numpy(fast[name]), torch.from_numpy(plain[name]))

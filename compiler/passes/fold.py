@@ -1,5 +1,6 @@
-"""The inference fast path: fold BatchNorm and Scale into the Convolution before them, and
-store 4-D weights channels_last.
+"""The inference fast path: fold BatchNorm and Scale into the Convolution before them,
+compute ReLU and two-bottom Eltwise SUM in place where that is safe, and store 4-D weights
+channels_last.
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
 maps per output channel, so conv -> BatchNorm [-> Scale] equals one convolution with
@@ -15,6 +16,7 @@ smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
 import numpy as np
 import torch
+import torch.nn as nn
 
 from compiler.backends import torch_fx, torch_weights
 from compiler.frontends.caffemodel import LayerBlobs
@@ -133,11 +135,59 @@ def fold_batchnorm(net, gm):
     return folded, out
 
 
+class InPlaceSum(nn.Module):
+    """Eltwise SUM of two bottoms, accumulated into bottom `into`. Float addition is
+    commutative, so the result is bitwise that of the out-of-place sum."""
+
+    def __init__(self, into):
+        super().__init__()
+        self.into = into
+
+    def extra_repr(self):
+        return "SUM into bottom %d" % self.into
+
+    def forward(self, a, b):
+        return a.add_(b) if self.into == 0 else b.add_(a)
+
+
+def compute_in_place(net, gm):
+    """Let ReLU and Eltwise SUM overwrite their bottom when it is a tensor nobody else can
+    see: one the layer before freshly allocated (a convolution's output, or an in-place
+    sum's), that only this layer reads and the module does not return. That saves an
+    allocation and a pass over memory per layer, which is what a hand-written ResNet does
+    with ReLU(inplace=True) and `out += identity`.
+
+    Sums write only into convolution outputs, never into a ReLU's: ReLU's backward reads its
+    output, so autograd still works through the module (it is inference-first, not
+    inference-only). Views (Slice, Crop, Split, Dropout in TEST) never qualify, since their
+    producers are not in the list."""
+    types = {mod: net.layer(caffe).type for mod, caffe in gm.caffe_layer_names.items()}
+    fresh_for_sum, fresh_for_relu = set(), set()
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        module, layer_type = gm.get_submodule(node.target), types[node.target]
+        sole = [i for i, a in enumerate(node.args) if len(a.users) == 1]
+        if layer_type == "Convolution":
+            fresh_for_sum.add(node)
+            fresh_for_relu.add(node)
+        elif layer_type == "ReLU" and isinstance(module, (nn.ReLU, nn.LeakyReLU)) \
+                and node.args[0] in fresh_for_relu and sole == [0]:
+            module.inplace = True
+        elif layer_type == "Eltwise" and len(node.args) == 2 and not node.kwargs:
+            p = net.layer(gm.caffe_layer_names[node.target]).param.eltwise_param
+            into = [i for i in sole if node.args[i] in fresh_for_sum]
+            if p.operation == p.SUM and not p.coeff and into:
+                gm.add_submodule(node.target, InPlaceSum(into[0]))
+                fresh_for_relu.add(node)
+
+
 def fast_path(net, gm):
-    """Fold normalization into convolutions, then store 4-D weights channels_last: oneDNN
-    (CPU) and cuDNN run NHWC convolutions faster, and a convolution whose weight is
-    channels_last makes its output channels_last, so the layout carries through the net
-    without the caller converting its inputs."""
+    """Fold normalization into convolutions, compute in place where safe, then store 4-D
+    weights channels_last: oneDNN (CPU) and cuDNN run NHWC convolutions faster, and a
+    convolution whose weight is channels_last makes its output channels_last, so the layout
+    carries through the net without the caller converting its inputs."""
     net, gm = fold_batchnorm(net, gm)
+    compute_in_place(net, gm)
     gm.to(memory_format=torch.channels_last)
     return net, gm
