@@ -317,3 +317,20 @@ def test_argmax_ties_rank_the_larger_index_first():
     out = gm(data=torch.tensor([[2.0, 5.0, 2.0, 5.0, 1.0]]))["am"]
     assert out.shape == (1, 2, 3)
     np.testing.assert_array_equal(out.numpy(), [[[3, 1, 2], [5, 5, 2]]])
+
+
+def test_export_keeps_the_batch_size_free():
+    text = inputs(data=(2, 3, 4, 6), ref=(2, 3, 2, 2)) + \
+        layer("r4", "Reshape", ["data"], "reshape_param { shape { dim: -1 dim: 8 } }") + \
+        layer("crop", "Crop", ["data", "ref"]) + \
+        layer("sl", "Slice", ["data"], "slice_param { axis: 1 }", tops=["s1", "s2", "s3"]) + \
+        layer("cat", "Concat", ["s3", "s1"])
+    gm = compile_text(text)
+    batch = torch.export.Dim("batch", min=2, max=64)
+    program = torch.export.export(gm, (torch.zeros(2, 3, 4, 6), torch.zeros(2, 3, 2, 2)),
+                                  dynamic_shapes=({0: batch}, {0: batch}))
+    x = randn(5, 3, 4, 6)
+    out = program.module()(torch.from_numpy(x), torch.zeros(5, 3, 2, 2))
+    np.testing.assert_array_equal(out["r4"].numpy(), x.reshape(45, 8))
+    np.testing.assert_array_equal(out["crop"].numpy(), x[:, :, :2, :2])
+    np.testing.assert_array_equal(out["cat"].numpy(), x[:, [2, 0]])

@@ -382,10 +382,11 @@ class Reshape(LayerDef):
         return CaffeReshape(list(p.shape.dim), p.axis, p.num_axes)
 
 
-def reshape_rule(shape, dims, axis, num_axes):
+def reshape_target(shape, dims, axis, num_axes):
     """Caffe's Reshape: `dims` replaces the axes [axis, axis + num_axes) (num_axes -1: to
-    the end; a negative axis counts from the end, -1 being after the last); 0 copies the
-    bottom's dimension at that place, one -1 takes what the count leaves."""
+    the end; a negative axis counts from the end, -1 being after the last), and 0 copies
+    the bottom's dimension at that place. One -1 is left for reshape_rule (or torch, which
+    infers it the same way) to fill in."""
     ndim = len(shape)
     start = axis if axis >= 0 else ndim + axis + 1
     if not 0 <= start <= ndim:
@@ -408,9 +409,14 @@ def reshape_rule(shape, dims, axis, num_axes):
                                  "copy" % (dims, i, start + i))
             d = shape[start + i]
         out.append(d)
-    out += shape[end:]
+    return out + list(shape[end:])
+
+
+def reshape_rule(shape, dims, axis, num_axes):
+    """The top's shape, with the -1 inferred from the bottom's count."""
+    out = reshape_target(shape, dims, axis, num_axes)
     count = prod(shape)
-    if -1 in dims:
+    if -1 in out:
         known = prod(d for d in out if d != -1)
         if known == 0 or count % known:
             raise ShapeError("the bottom's %d values do not divide into shape %s (product of the "
@@ -433,7 +439,10 @@ class CaffeReshape(nn.Module):
         return "shape=%s, axis=%d, num_axes=%d" % (self.dims, self.axis, self.num_axes)
 
     def forward(self, x):
-        return x.reshape(reshape_rule(tuple(x.shape), self.dims, self.axis, self.num_axes))
+        # Caffe reinterprets the flat data, which is also what keeps torch.export's shape
+        # reasoning free of batch-size guards (x.reshape alone adds one); torch infers
+        # the -1 as Caffe does.
+        return x.flatten().reshape(reshape_target(tuple(x.shape), self.dims, self.axis, self.num_axes))
 
 
 class Tile(LayerDef):
