@@ -90,8 +90,10 @@ class LossLayer(LayerDef):
 
 
 class SoftmaxWithLoss(LossLayer):
-    """Mean of -log softmax(x)[label] over the positions not ignored, divided as
-    `normalization` says (default VALID). A second top gives the softmax itself."""
+    """-log softmax(x)[label] summed over the positions not ignored, divided as
+    `normalization` says (default VALID). A second top gives the softmax itself (BVLC
+    master crashes on a second top, BVLC/caffe#2968; netdef does what the forks that
+    fixed it do)."""
     type = "SoftmaxWithLoss"
     tops = (1, 2)
 
