@@ -169,6 +169,16 @@ def load_net(path, phase="TEST", stages=(), level=0, text=None):
 
 
 def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
+    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file, phase=phase)
+    net.proto_state = (phase, tuple(stages), level)
+    from compiler.passes.phase import filter_phase
+    filter_phase(net, phase, stages, level)
+    return net
+
+
+def upgrade_layers(proto, file=None, lines=None):
+    """A NetParameter's layers as Caffe has them after loading, every phase kept: legacy
+    inputs become an Input layer, V1 layers are upgraded, a V1/V2 mix is refused."""
     lines = lines or {"layer": [], "layers": [], "input": []}
     if proto.layer and proto.layers:
         # Point at the first block of the rarer kind: the odd one out is usually the mistake.
@@ -197,11 +207,7 @@ def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=
         layer.line = input_line
     for p, ln in zip(params, layer_lines):
         layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
-    net = Net(proto.name or Path(file or "net").stem, layers, file=file, phase=phase)
-    net.proto_state = (phase, tuple(stages), level)
-    from compiler.passes.phase import filter_phase
-    filter_phase(net, phase, stages, level)
-    return net
+    return layers
 
 
 def _pad(seq, n):
