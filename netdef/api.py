@@ -8,13 +8,11 @@ import numpy as np
 
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.caffemodel import export_caffemodel
-from compiler.errors import NetdefError
+from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
 from compiler.passes.fold import fast_path
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.validate import check_memory
-from compiler.passes.wiring import wire
+from compiler.passes.validate import validate
 
 SAVED_SUFFIX = ".netdef"
 
@@ -41,9 +39,9 @@ def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memor
     """A net file -> wired, shaped IR Net. A net whose blobs would not fit `max_memory`
     bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated."""
     net = read_net(source, phase, stages, level)
-    wire(net)
-    infer_shapes(net, input_shapes)
-    check_memory(net, max_memory)
+    errors = validate(net, input_shapes, max_memory)
+    if errors:
+        raise NetdefErrors(errors)
     return net
 
 

@@ -107,11 +107,36 @@ def validate(net, input_shapes=None, max_memory=None):
         # A layer whose wiring failed has missing or dropped blobs: its shape complaint
         # would only restate the wiring error.
         errors.extend(x for x in e.errors if x.layer not in wiring_failed)
+    errors.extend(check_shared_params(net, {e.layer for e in errors}))
     if not errors:
         try:
             check_memory(net, max_memory)
         except NetdefError as e:
             errors.append(e)
+    return errors
+
+
+def check_shared_params(net, skip=()):
+    """Layers sharing a blob by param { name } must give it one shape (Caffe's default
+    STRICT share mode), as the module builder requires; `skip` names failed layers."""
+    errors = []
+    first = {}        # param name -> (layer name, shape)
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        if layer.name in skip or defn is None or any(s is None for s in shapes):
+            continue
+        blob_shapes = defn.blob_shapes(layer, shapes)
+        for i, spec in enumerate(layer.param.param[:len(blob_shapes)]):
+            if not spec.name:
+                continue
+            shape = list(blob_shapes[i])
+            owner = first.setdefault(spec.name, (layer.name, shape))
+            if owner[1] != shape:
+                errors.append(NetdefError(layer.file or net.file, layer.line, layer.name,
+                                          "shared parameter '%s' has shape %s here but %s in layer '%s'"
+                                          % (spec.name, shape, owner[1], owner[0]),
+                                          "layers sharing a param { name } need blobs of the same shape"))
     return errors
 
 
