@@ -8,7 +8,7 @@ Caffe's Net::Reshape does when the inputs change size.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
-from compiler.layers.base import ShapeError, prod
+from compiler.layers.base import ShapeError
 
 # Larger dims than this are typos, not networks (and would overflow Caffe's int32 counts).
 MAX_DIM = 1 << 31
@@ -79,21 +79,3 @@ def _with_shapes(message, net, layer):
     shapes = ", ".join("%s %s" % (net.blobs[b].name, list(net.blobs[b].shape)) for b in layer.bottoms)
     return "%s (bottoms: %s)" % (message, shapes)
 
-
-def count_params(net):
-    """Learnable blob elements (shared blobs once), as derived-facts.json counts them:
-    every layer blob except BatchNorm's mean/variance/factor statistics."""
-    total = 0
-    seen = set()
-    for layer in net.layers:
-        defn = registry.get(layer.type)
-        shapes = [net.blobs[b].shape for b in layer.bottoms]
-        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
-            spec = layer.param.param[i] if i < len(layer.param.param) else None
-            if spec is not None and spec.name:
-                if spec.name in seen:
-                    continue
-                seen.add(spec.name)
-            if i not in defn.stat_blobs:
-                total += prod(s)
-    return total
