@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run", "summary", "check", "draw"]
+COMMANDS = ["compile", "run", "summary", "check", "draw", "convert"]
 
 
 def make_parser():

@@ -983,6 +983,18 @@ def load_dsl(path, phase="TEST", stages=(), level=0, net=None, text=None):
     return out
 
 
+def load_proto(path, net=None, text=None):
+    """A .net file -> the NetParameter of one net, every phase (what `netdef convert`
+    writes), after the checks load_dsl makes, in both phases."""
+    from compiler.passes.phase import layer_included
+    spec = load_spec(path, net, text)
+    for phase in ("TRAIN", "TEST"):
+        layers = [_ir_layer(m) for m in spec.layers if layer_included(m.param, phase)]
+        check_duplicates(layers)
+        check_expects(spec, layers)
+    return spec.to_proto()
+
+
 def _ir_layer(made):
     layer = Layer(name=made.param.name, type=made.param.type, param=made.param, line=made.line, file=made.file)
     layer.col = made.col
