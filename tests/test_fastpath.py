@@ -187,3 +187,50 @@ def test_cli_run_fast(tmp_path):
     assert plain.files == fast.files == ["fc", "fc3", "fc4"]
     for name in plain.files:
         assert_close(torch.from_numpy(fast[name]), torch.from_numpy(plain[name]))
+
+
+# The plain module (not only the fast path) computes ReLU in place where no one can tell.
+RELU_NET = HEADER + '''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "c2" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "relu2" type: "ReLU" bottom: "c2" top: "r2" }
+layer { name: "sig" type: "Sigmoid" bottom: "r2" top: "sig" }
+layer { name: "relu3" type: "ReLU" bottom: "sig" top: "sig" }
+layer { name: "conv4" type: "Convolution" bottom: "sig" top: "c4" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "split" type: "Split" bottom: "c4" top: "s1" top: "s2" }
+layer { name: "relu4" type: "ReLU" bottom: "s1" top: "s1" }
+layer { name: "conv5" type: "Convolution" bottom: "s2" top: "c5" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "relu5" type: "ReLU" bottom: "c5" top: "r5" }
+layer { name: "fc" type: "InnerProduct" bottom: "c5" top: "fc" inner_product_param { num_output: 3 } }
+'''
+
+
+def test_plain_module_relu_in_place_only_where_no_one_sees_the_bottom():
+    net = parse_text(RELU_NET)
+    w = {name: [b + 0.1 for b in blobs] for name, blobs in weights(net).items()}
+    outputs = ["conv1", "c2", "r2", "sig", "s1", "s2", "c5", "r5", "fc"]
+    model = netdef.compile_net(net, w, outputs=outputs)
+    in_place = {name for name, m in model.named_children() if getattr(m, "inplace", False)}
+    # relu1: a convolution's output read by it alone. relu2: c2 is returned. relu3: the
+    # Sigmoid's backward reads its output. relu4: Split's tops are one tensor (Caffe
+    # shares them). relu5: c5 is also read by fc.
+    assert in_place == {"relu1"}
+    assert {n for n, m in netdef.compile_net(net, w, outputs=["fc", "r5", "s1"]).named_children()
+            if getattr(m, "inplace", False)} == {"relu1", "relu2"}
+    # Same values and input gradient as with every ReLU out of place.
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    results = []
+    for force_out_of_place in (False, True):
+        m = netdef.compile_net(net, w, outputs=outputs)
+        if force_out_of_place:
+            for sub in m.modules():
+                if isinstance(sub, torch.nn.ReLU):
+                    sub.inplace = False
+        x.grad = None
+        out = m(x)
+        sum(v.sum() for v in out.values()).backward()
+        results.append(({k: v.detach().clone() for k, v in out.items()}, x.grad.clone()))
+    for name in outputs:
+        assert torch.equal(results[0][0][name], results[1][0][name]), name
+    assert torch.equal(results[0][1], results[1][1])

@@ -21,6 +21,12 @@ from compiler.layers import registry
 INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
                "DummyData", "AnnotatedData")
 
+# Layer types whose lowering always returns a newly allocated tensor that its own backward
+# does not read: a ReLU may overwrite that tensor when nothing else sees it (see
+# _relu_in_place). Views (Split, Slice, Crop, Reshape, Flatten, Dropout in TEST) and layers
+# whose backward reads their output (Sigmoid, TanH, Exp, Softmax, ReLU) are not here.
+FRESH_OUTPUT = ("Convolution", "InnerProduct", "BatchNorm", "Scale", "Eltwise")
+
 
 def python_name(name, taken):
     """A Caffe name ("conv1/7x7_s2", "res2a_branch1") as a Python identifier, unique in `taken`."""
@@ -49,6 +55,11 @@ def build_module(net, outputs=None):
     taken = {"forward", "training", "graph", "code"}
     module_names = {}
     owners = {}                      # shared param name -> nn.Parameter
+    readers = {}                     # SSA id -> number of layers reading it
+    for layer in net.layers:
+        for b in layer.bottoms:
+            readers[b] = readers.get(b, 0) + 1
+    returned = {net.latest[name] for name in outputs if name in net.latest}
     for layer in net.layers:
         defn = registry.get(layer.type)
         if layer.type in INPUT_TYPES:
@@ -63,6 +74,7 @@ def build_module(net, outputs=None):
         modname = python_name(layer.name, taken)
         module_names[modname] = layer.name
         _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
+        _relu_in_place(net, layer, module, readers, returned)
         root.add_module(modname, module)
         node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
         if len(layer.tops) == 1:
@@ -80,6 +92,21 @@ def build_module(net, outputs=None):
                       for t in layer.tops]
     gm.output_names = list(outputs)
     return gm
+
+
+def _relu_in_place(net, layer, module, readers, returned):
+    """Make a ReLU overwrite its bottom when no one can tell: the bottom is a fresh tensor
+    (FRESH_OUTPUT), this ReLU is its only reader and the module does not return it. That is
+    one allocation and one pass over memory less per ReLU, as ReLU(inplace=True) in
+    hand-written models. Autograd still works: neither the producer's backward nor anything
+    else reads the overwritten values."""
+    if not isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+        return
+    bottom = layer.bottoms[0]
+    producer = net.layer(net.blobs[bottom].producer)
+    if producer.type in FRESH_OUTPUT and len(producer.tops) == 1 and readers[bottom] == 1 \
+            and bottom not in returned:
+        module.inplace = True
 
 
 def _share_params(layer, attrs, module, owners):

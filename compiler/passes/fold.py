@@ -1,5 +1,5 @@
 """The inference fast path: fold BatchNorm and Scale into the Convolution before them,
-compute ReLU and two-bottom Eltwise SUM in place where that is safe, and store 4-D weights
+compute two-bottom Eltwise SUM in place where that is safe, and store 4-D weights
 channels_last.
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
@@ -150,44 +150,32 @@ class InPlaceSum(nn.Module):
         return a.add_(b) if self.into == 0 else b.add_(a)
 
 
-def compute_in_place(net, gm):
-    """Let ReLU and Eltwise SUM overwrite their bottom when it is a tensor nobody else can
-    see: one the layer before freshly allocated (a convolution's output, or an in-place
-    sum's), that only this layer reads and the module does not return. That saves an
-    allocation and a pass over memory per layer, which is what a hand-written ResNet does
-    with ReLU(inplace=True) and `out += identity`.
+def sum_in_place(net, gm):
+    """Let a two-bottom Eltwise SUM accumulate into a bottom that nobody else can see: a
+    convolution's output (always a fresh tensor) that only this layer reads and the module
+    does not return. That saves an allocation and a pass over memory per residual block,
+    as `out += identity` does in a hand-written ResNet. (The ReLU after it is made in place
+    by the backend, torch_fx._relu_in_place.)
 
-    Sums write only into convolution outputs, never into a ReLU's: ReLU's backward reads its
-    output, so autograd still works through the module (it is inference-first, not
-    inference-only). Views (Slice, Crop, Split, Dropout in TEST) never qualify, since their
-    producers are not in the list."""
+    Only convolution outputs are written: their backward does not read them, so autograd
+    still works through the module."""
     types = {mod: net.layer(caffe).type for mod, caffe in gm.caffe_layer_names.items()}
-    fresh_for_sum, fresh_for_relu = set(), set()
     for node in gm.graph.nodes:
-        if node.op != "call_module":
+        if node.op != "call_module" or types[node.target] != "Eltwise" or len(node.args) != 2:
             continue
-        module, layer_type = gm.get_submodule(node.target), types[node.target]
-        sole = [i for i, a in enumerate(node.args) if len(a.users) == 1]
-        if layer_type == "Convolution":
-            fresh_for_sum.add(node)
-            fresh_for_relu.add(node)
-        elif layer_type == "ReLU" and isinstance(module, (nn.ReLU, nn.LeakyReLU)) \
-                and node.args[0] in fresh_for_relu and sole == [0]:
-            module.inplace = True
-        elif layer_type == "Eltwise" and len(node.args) == 2 and not node.kwargs:
-            p = net.layer(gm.caffe_layer_names[node.target]).param.eltwise_param
-            into = [i for i in sole if node.args[i] in fresh_for_sum]
-            if p.operation == p.SUM and not p.coeff and into:
-                gm.add_submodule(node.target, InPlaceSum(into[0]))
-                fresh_for_relu.add(node)
+        p = net.layer(gm.caffe_layer_names[node.target]).param.eltwise_param
+        into = [i for i, a in enumerate(node.args) if len(a.users) == 1 and a.op == "call_module"
+                and types[a.target] == "Convolution"]
+        if p.operation == p.SUM and not p.coeff and into:
+            gm.add_submodule(node.target, InPlaceSum(into[0]))
 
 
 def fast_path(net, gm):
-    """Fold normalization into convolutions, compute in place where safe, then store 4-D
+    """Fold normalization into convolutions, sum in place where safe, then store 4-D
     weights channels_last: oneDNN (CPU) and cuDNN run NHWC convolutions faster, and a
     convolution whose weight is channels_last makes its output channels_last, so the layout
     carries through the net without the caller converting its inputs."""
     net, gm = fold_batchnorm(net, gm)
-    compute_in_place(net, gm)
+    sum_in_place(net, gm)
     gm.to(memory_format=torch.channels_last)
     return net, gm
