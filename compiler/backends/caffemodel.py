@@ -4,10 +4,10 @@ Net::CopyTrainedLayersFrom reads.
 Each layer is written as Caffe's Net::ToProto writes it: the layer's full LayerParameter
 followed by its blobs. A BlobProto holds `shape` (packed int64 dims) and `data` (packed
 little-endian float32). The LayerParameter without blobs is serialized by protobuf; the
-blobs are appended by hand with numpy.tobytes, since protobuf's repeated-float field would
-copy every weight through a Python list (hundreds of MB for VGG-16). Protobuf merges
-fields of one message that appear in several chunks, so the concatenation is the same
-message as if protobuf had written it all.
+blobs are appended by hand, their data written straight from the numpy array's buffer,
+since protobuf's repeated-float field would copy every weight through a Python list
+(hundreds of MB for VGG-16). Protobuf merges fields of one message that appear in several
+chunks, so the concatenation is the same message as if protobuf had written it all.
 """
 import numpy as np
 
@@ -40,11 +40,12 @@ def _header(number, length):
 
 
 def blob_chunks(arr):
-    """A BlobProto as a list of byte strings; the float data is one chunk that is not copied
-    again when the chunks are written out."""
+    """A BlobProto as a list of buffers: its header bytes, then a byte view of the float
+    data (the array itself when it is already little-endian float32 and contiguous), which
+    file.write takes without a copy."""
     dims = b"".join(_varint(int(d)) for d in arr.shape)
     shape = _header(SHAPE_DIM, len(dims)) + dims
-    data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+    data = memoryview(np.ascontiguousarray(arr, dtype="<f4")).cast("B")
     head = _header(BLOB_SHAPE, len(shape)) + shape + _header(BLOB_DATA, len(data))
     return [head, data]
 
