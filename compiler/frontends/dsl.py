@@ -129,6 +129,7 @@ class Made:
     file: str
     line: int
     col: int
+    lines: list             # the source file's lines, for error excerpts
 
 
 @dataclass
@@ -412,10 +413,17 @@ class Interpreter:
                 return space[name]
         return None
 
-    def undefined(self, tok, name, scope):
-        known = list(scope) + list(self.module.names) + list(BUILTINS) + list(OPS)
-        hint = _suggest(name, known) or "define it first: blobs come from inputs and layers, blocks from `block` or `import`"
-        return self.error(tok, "undefined name '%s'" % name, hint)
+    def undefined(self, tok, name, scope, called=False):
+        if called:
+            known = [n for n, v in self.module.names.items() if isinstance(v, BlockDef)] + list(BUILTINS) + list(OPS)
+            message = "no block, layer or function named '%s'" % name
+            hint = _suggest(name, known) or "define it with `block %s(...) { }`, or import the file " \
+                "that does; Caffe types are called by their name, e.g. PriorBox(...)" % name
+        else:
+            known = list(scope) + list(self.module.names) + list(BUILTINS) + list(OPS)
+            message = "undefined name '%s': no blob or value of that name here" % name
+            hint = _suggest(name, known) or "blobs come from `input` statements and layers; assign one first"
+        return self.error(tok, message, hint)
 
     def e_cond(self, node, scope, naming):
         a, cond, b = node.children
@@ -541,12 +549,13 @@ class Interpreter:
             if found is None and name[0].isupper():
                 return op_for_type(name)    # LRN(...), PriorBox(...): any Caffe type
             if found is None:
-                raise self.undefined(node.children[0], name, scope)
+                raise self.undefined(node.children[0], name, scope, called=True)
             return found
         return self.eval(node, scope)
 
     def eval_args(self, args, scope):
-        pos, kw = [], {}
+        """-> (positional values, {key: (value, key node)}); pos.nodes locates each value."""
+        pos, kw = _Positional(), {}
         for a in (args.children if args is not None else ()):
             if isinstance(a, Tree) and a.data == "kwarg":
                 key_node, expr = a.children
@@ -558,6 +567,7 @@ class Interpreter:
                 if kw:
                     raise self.error(a, "a positional argument after keyword arguments")
                 pos.append(self.eval(a, scope))
+                pos.nodes.append(a)
         return pos, kw
 
     def e_chain(self, node, scope, naming):
@@ -580,7 +590,8 @@ class Interpreter:
             if value is None:
                 raise self.error(link, "nothing flows into this link: the layer before has no top")
             pos, kw = self.eval_args(args, scope)
-            incoming = list(value) if isinstance(value, tuple) else [value]
+            incoming = _Positional(value if isinstance(value, tuple) else [value])
+            incoming.nodes = [link] * len(incoming)
             n = naming_for(i, self.layer_name([as_tok] if as_tok is not None else [], scope))
             value = self.call(callee, incoming + pos, kw, n, link)
             if as_tok is not None and not n.used:
@@ -667,15 +678,15 @@ class Interpreter:
         if self.net is None:
             raise self.error(node, "layers belong inside a net or a block")
         bottoms, params = [], []
-        for v in pos:
+        for v, v_node in zip(pos, getattr(pos, "nodes", [node] * len(pos))):
             blobs = _blobs(v)
             if blobs is not None and not params:
                 bottoms.extend(blobs)
             elif blobs is not None:
-                raise self.error(node, "blob '%s' comes after %s's parameters" % (blobs[0].name, op.name),
+                raise self.error(v_node, "blob '%s' comes after %s's parameters" % (blobs[0].name, op.name),
                                  "give the input blobs first: %s(x, ...) or x -> %s(...)" % (op.name, op.name))
             else:
-                params.append(v)
+                params.append((v, v_node))
         param = caffe_pb2.LayerParameter(type=op.type)
         main = getattr(param, op.param_field) if op.param_field else None
         if len(params) > len(op.positional):
@@ -685,9 +696,9 @@ class Interpreter:
                 "give the others by name, e.g. %s(%s=...)" % (op.name, _first_field(main)))
         given = {}
         try:
-            for fname, v in zip(op.positional, params):
-                set_field(main, fname, v, node)
-                given[fname] = node
+            for fname, (v, v_node) in zip(op.positional, params):
+                set_field(main, fname, v, v_node)
+                given[fname] = v_node
             top = None
             mults = {}
             for key, (v, key_node) in kw.items():
@@ -777,7 +788,7 @@ class Interpreter:
                                      "would never run" % (caffe_pb2.Phase.Name(rule.phase), self.phase))
                 rule.phase = caffe_pb2.Phase.Value(self.phase)
         line, col = dsl_parse.token_pos(node)
-        self.net.layers.append(Made(param, self.module.file, line, col))
+        self.net.layers.append(Made(param, self.module.file, line, col, self.module.lines))
         for t in param.top:
             self.writers[t] = len(self.net.layers) - 1
 
@@ -803,6 +814,19 @@ def _shadow_hint(node):
         if name in OPS or name in BUILTINS:
             return "a variable named '%s' hides the built-in %s; rename the variable" % (name, name)
     return None
+
+
+class _Positional(list):
+    """Positional arguments, with the syntax node of each for error locations."""
+
+    def __init__(self, values=()):
+        super().__init__(values)
+        self.nodes = []
+
+    def __add__(self, other):
+        out = _Positional(list(self) + list(other))
+        out.nodes = self.nodes + getattr(other, "nodes", [None] * len(other))
+        return out
 
 
 def _number(v):
@@ -974,24 +998,19 @@ def load_dsl(path, phase="TEST", stages=(), level=0, net=None, text=None):
     """A .net file -> an unwired IR Net of one phase, as prototxt.load_net gives."""
     from compiler.passes.phase import filter_phase
     spec = load_spec(path, net, text)
-    layers = [_ir_layer(m) for m in spec.layers]
-    out = Net(spec.name, layers, file=str(path), phase=phase)
+    check_phase(spec, phase, stages, level)
+    out = Net(spec.name, [_ir_layer(m) for m in spec.layers], file=str(path), phase=phase)
     out.proto_state = (phase, tuple(stages), level)
     filter_phase(out, phase, stages, level)
-    check_duplicates(out.layers)
-    check_expects(spec, out.layers)
     return out
 
 
 def load_proto(path, net=None, text=None):
     """A .net file -> the NetParameter of one net, every phase (what `netdef convert`
     writes), after the checks load_dsl makes, in both phases."""
-    from compiler.passes.phase import layer_included
     spec = load_spec(path, net, text)
     for phase in ("TRAIN", "TEST"):
-        layers = [_ir_layer(m) for m in spec.layers if layer_included(m.param, phase)]
-        check_duplicates(layers)
-        check_expects(spec, layers)
+        check_phase(spec, phase)
     return spec.to_proto()
 
 
@@ -1001,47 +1020,53 @@ def _ir_layer(made):
     return layer
 
 
-def check_duplicates(layers):
-    """Layer names are unique within a phase (weights are matched by name)."""
-    first, errors = {}, []
-    for layer in layers:
-        if layer.name in first:
-            f = first[layer.name]
-            errors.append(_layer_error(layer, "duplicate layer name '%s'" % layer.name,
-                                       "first made at %s:%s; name one of them with `as NAME`" % (f.file, f.line)))
-        else:
-            first[layer.name] = layer
+def check_phase(spec, phase, stages=(), level=0):
+    """What the language checks on the layers of one phase: unique layer names (weights
+    are matched by name) and the `expect` statements."""
+    from compiler.passes.phase import layer_included
+    kept, first, errors = [], {}, []
+    for i, m in enumerate(spec.layers):
+        try:
+            if not layer_included(m.param, phase, stages, level):
+                continue
+        except ValueError:
+            raise _made_error(m, "a layer may have include rules or exclude rules, not both") from None
+        kept.append(i)
+        if m.param.name in first:
+            f = first[m.param.name]
+            errors.append(_made_error(m, "duplicate layer name '%s'" % m.param.name,
+                                      "first made at %s:%s; name one of them with `as NAME`" % (f.file, f.line)))
+        first.setdefault(m.param.name, m)
+    if not errors:
+        errors = _failed_expects(spec, kept)
     if errors:
         raise errors[0] if len(errors) == 1 else NetdefErrors(errors)
 
 
-def _layer_error(layer, message, hint):
-    lines = read_source(layer.file).splitlines() if layer.file and Path(layer.file).is_file() else []
-    return dsl_parse.located(layer.file, lines, layer.line, getattr(layer, "col", None), message, hint, layer.name)
+def _made_error(m, message, hint=None):
+    return dsl_parse.located(m.file, m.lines, m.line, m.col, message, hint, m.param.name)
 
 
-def check_expects(spec, layers):
+def _failed_expects(spec, kept):
     """`expect x: 256x28x28` statements, against the shapes of the net as declared (batch
     axis left out). The check needs the net to shape; if it does not, the compiler's own
     passes report why, so the expectations wait for a net that shapes."""
     if not spec.expects:
-        return
+        return []
     from compiler.passes.shapes import infer_shapes
     from compiler.passes.wiring import wire
-    made_layers = {id(m.param): i for i, m in enumerate(spec.layers)}
-    copies = [Layer(name=l.name, type=l.type, param=l.param, line=l.line, file=l.file) for l in layers]
-    net = Net(spec.name, copies, file=spec.file)
+    by_index = {i: _ir_layer(spec.layers[i]) for i in kept}
+    net = Net(spec.name, list(by_index.values()), file=spec.file)
     try:
         wire(net)
         infer_shapes(net)
     except NetdefError:
-        return
-    by_index = {made_layers[id(l.param)]: l for l in copies}
+        return []
     errors = []
     for e in spec.expects:
         writer = by_index.get(e.writer)
         if writer is None:
-            continue    # the blob is made in the other phase
+            continue    # the blob is made in another phase
         sid = writer.tops[list(writer.param.top).index(e.blob)]
         got = list(net.blobs[sid].shape[1:])
         if got != list(e.dims):
@@ -1049,8 +1074,7 @@ def check_expects(spec, layers):
                                             "but it is %s" % (e.blob, _dims(e.dims), _dims(got)),
                                             "shapes are written without the batch axis (full shape %s)"
                                             % _dims(net.blobs[sid].shape)))
-    if errors:
-        raise errors[0] if len(errors) == 1 else NetdefErrors(errors)
+    return errors
 
 
 def _dims(dims):

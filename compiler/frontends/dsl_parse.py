@@ -86,17 +86,23 @@ def located(file, lines, line, col, message, hint=None, layer=None):
 def parse(text, file, start="start", line_offset=0, col_offset=0, lines=None):
     """Text -> lark tree; syntax errors become NetdefErrors. The offsets place a template's
     expression ("res{i + 1}") at its position inside the string in the file."""
-    lines = lines if lines is not None else text.splitlines()
+    template = lines is not None
+    lines = lines if template else text.splitlines()
     try:
         return parser().parse(text, start=start)
     except UnexpectedInput as e:
-        line = (e.line if e.line and e.line > 0 else len(lines) or 1) + line_offset
-        col = (e.column if e.column and e.column > 0 else 1) + (col_offset if e.line in (1, -1) else 0)
-        message, hint = _describe(e, text)
+        if template:
+            line = line_offset + 1
+            col = col_offset + (e.column if e.column and e.column > 0 else len(text) + 1)
+        else:
+            line = e.line if e.line and e.line > 0 else len(lines) or 1
+            col = e.column if e.column and e.column > 0 else 1
+        end = "end of the {...} expression" if template else "end of file"
+        message, hint = _describe(e, text, end)
         raise located(file, lines, line, col, "syntax error: " + message, hint) from None
 
 
-def _describe(e, text):
+def _describe(e, text, end):
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
         hint = None
@@ -104,12 +110,12 @@ def _describe(e, text):
             hint = "strings are written in double quotes: \"...\""
         return "unexpected character %r" % ch, hint
     if isinstance(e, UnexpectedEOF):
-        return "the file ends too early; expected %s" % _expected_words(e.expected), None
+        return "unexpected %s; expected %s" % (end, _expected_words(e.expected, end)), None
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     expected = e.accepts or e.expected
     if tok.type == "$END":
-        got = "the end of the file"
+        got = end
     elif tok.type == "_NL":
         got = "the end of the line"
     elif tok.type in ("NAME", "INT", "FLOAT", "SHAPE", "STRING"):
@@ -127,7 +133,7 @@ def _describe(e, text):
         close = difflib.get_close_matches(tok.value, keywords, n=1)
         if close:
             hint = "did you mean '%s'?" % close[0]
-    return "unexpected %s; expected %s" % (got, _expected_words(expected)), hint
+    return "unexpected %s; expected %s" % (got, _expected_words(expected, end)), hint
 
 
 _WORDS = {"NAME": "name", "INT": "number", "FLOAT": "number", "SHAPE": "shape", "STRING": "string"}
@@ -139,7 +145,7 @@ _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "LESSTHAN", "MORETHAN
               "AND", "IF", "AS", "LPAR", "LSQB"}
 
 
-def _expected_words(expected):
+def _expected_words(expected, end):
     expected = set(expected)
     names = {t.name: t.pattern for t in parser().terminals}
     words = []
@@ -154,7 +160,7 @@ def _expected_words(expected):
         operators = False
     for t in sorted(expected):
         if t == "$END":
-            words.append("the end of the file")
+            words.append(end)
         elif t == "_NL":
             words.append("a new line")
         elif t in _WORDS:
