@@ -13,9 +13,6 @@ import torch
 import netdef
 from tests.conftest import GOLDEN, needs_shared, shared_tool
 
-# Nets whose layers netdef does not implement; they must be refused with a located message.
-UNSUPPORTED = {"ssd300_vgg": "PriorBox", "mobilenet_ssd": "PriorBox"}
-
 
 def cases(group):
     folder = GOLDEN / group
@@ -46,10 +43,5 @@ def test_layer_case(name, tmp_path):
 @needs_shared
 @pytest.mark.parametrize("name", cases("nets"))
 def test_net_case(name, tmp_path):
-    if name in UNSUPPORTED:
-        with pytest.raises(netdef.NetdefError) as e:
-            run_case(GOLDEN / "nets" / name, tmp_path)
-        assert UNSUPPORTED[name] in str(e.value) and e.value.line
-        return
     ok, line = run_case(GOLDEN / "nets" / name, tmp_path)
     assert ok, line
