@@ -1010,7 +1010,9 @@ def load_proto(path, net=None, text=None):
     writes), after the checks load_dsl makes, in both phases."""
     spec = load_spec(path, net, text)
     for phase in ("TRAIN", "TEST"):
-        check_phase(spec, phase)
+        # Caffe itself accepts two layers of one name (mnist_autoencoder has two "loss"
+        # layers); compiling refuses them, as weights are matched by name.
+        check_phase(spec, phase, unique_names=False)
     return spec.to_proto()
 
 
@@ -1020,7 +1022,7 @@ def _ir_layer(made):
     return layer
 
 
-def check_phase(spec, phase, stages=(), level=0):
+def check_phase(spec, phase, stages=(), level=0, unique_names=True):
     """What the language checks on the layers of one phase: unique layer names (weights
     are matched by name) and the `expect` statements."""
     from compiler.passes.phase import layer_included
@@ -1032,7 +1034,7 @@ def check_phase(spec, phase, stages=(), level=0):
         except ValueError:
             raise _made_error(m, "a layer may have include rules or exclude rules, not both") from None
         kept.append(i)
-        if m.param.name in first:
+        if unique_names and m.param.name in first:
             f = first[m.param.name]
             errors.append(_made_error(m, "duplicate layer name '%s'" % m.param.name,
                                       "first made at %s:%s; name one of them with `as NAME`" % (f.file, f.line)))
