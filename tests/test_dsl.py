@@ -410,3 +410,20 @@ def test_corpus_round_trip(rel, tmp_path):
     # and to prototxt text again: the same layers once more
     again, _ = parse_net_text(convert(net_file), "again")
     assert list(again.layer) == original
+
+
+def test_docs_examples_work(tmp_path, monkeypatch):
+    """The nets and the Python example of docs/dsl.md compile (and train a step) as shown."""
+    import re
+    doc = (ROOT / "docs" / "dsl.md").read_text()
+    nets = [b for b in re.findall(r"```\n(.*?)```", doc, re.S) if re.search(r"^net ", b, re.M)]
+    assert len(nets) >= 3
+    for i, text in enumerate(nets):
+        path = tmp_path / ("example%d.net" % i)
+        path.write_text(text)
+        netdef.parse(path)
+    monkeypatch.chdir(tmp_path)
+    (python,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    scope = {}
+    exec(compile(python, "docs/dsl.md", "exec"), scope)    # the doc's own example, run as written
+    assert scope["loss"].item() > 0 and (tmp_path / "tiny.caffemodel").is_file()
