@@ -7,12 +7,13 @@ refuses a net whose declared blobs would not fit a memory budget, before anythin
 allocated. `check_weights` compares a caffemodel's blobs with the net, one located error
 per layer.
 """
+import math
 import os
 import re
 
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
-from compiler.layers.base import prod
+from compiler.layers.base import ShapeError, prod
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 
@@ -107,12 +108,67 @@ def validate(net, input_shapes=None, max_memory=None):
         # A layer whose wiring failed has missing or dropped blobs: its shape complaint
         # would only restate the wiring error.
         errors.extend(x for x in e.errors if x.layer not in wiring_failed)
+    errors.extend(check_fillers(net))
+    errors.extend(check_blob_shapes(net, {e.layer for e in errors}))
     errors.extend(check_shared_params(net, {e.layer for e in errors}))
     if not errors:
         try:
             check_memory(net, max_memory)
         except NetdefError as e:
             errors.append(e)
+    return errors
+
+
+# Caffe's filler names (GetFiller in filler.hpp); compiler/layers/fillers.py implements them.
+FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+
+
+def _fillers(message):
+    """Every FillerParameter inside a message, with the name of the field holding it."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        for item in (value if isinstance(value, (list, tuple)) or hasattr(value, "add") else [value]):
+            if field.message_type.full_name == "caffe.FillerParameter":
+                yield field.name, item
+            else:
+                yield from _fillers(item)
+
+
+def check_fillers(net):
+    """Caffe refuses unknown filler types and impossible ranges when it sets up a layer;
+    netdef fills the blobs that no weights file provides with them."""
+    errors = []
+    for layer in net.layers:
+        for where, f in _fillers(layer.param):
+            problem = None
+            if f.type not in FILLER_TYPES:
+                problem = "unknown filler type '%s'" % f.type, "one of " + ", ".join(FILLER_TYPES)
+            elif not all(math.isfinite(v) for v in (f.value, f.min, f.max, f.mean, f.std)):
+                problem = "filler values must be finite numbers", None
+            elif f.type == "uniform" and f.min > f.max:
+                problem = "uniform filler with min %g > max %g" % (f.min, f.max), None
+            elif f.type == "gaussian" and f.std < 0:
+                problem = "gaussian filler with a negative std %g" % f.std, None
+            if problem:
+                errors.append(NetdefError(layer.file or net.file, layer.line, layer.name,
+                                          "%s: %s" % (where, problem[0]), problem[1]))
+    return errors
+
+
+def check_blob_shapes(net, skip=()):
+    """The learnable blobs of each shaped layer: their rule may refuse bottoms that the
+    shape rule let through (BatchNorm on a 0-axis blob), and every later step needs them."""
+    errors = []
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        if layer.name in skip or defn is None or any(s is None for s in shapes):
+            continue
+        try:
+            defn.blob_shapes(layer, shapes)
+        except ShapeError as e:
+            errors.append(NetdefError(layer.file or net.file, layer.line, layer.name, e.message, e.hint))
     return errors
 
 
