@@ -81,7 +81,8 @@ def test_normalize_blob_is_a_scalar_when_shared_and_defaults_to_one():
 def test_normalize_scale_filler_and_gradient():
     text = inputs(data=(2, 3, 2, 2)) + layer(
         "norm", "Normalize", ["data"],
-        'norm_param { across_spatial: false channel_shared: false scale_filler { type: "constant" value: 20 } }')
+        'norm_param { across_spatial: false channel_shared: false '
+        'scale_filler { type: "constant" value: 20 } }')
     gm = compile_text(text).double()
     assert torch.equal(gm.norm.scale, torch.full((3,), 20.0, dtype=torch.float64))
     x = torch.from_numpy(randn(2, 3, 2, 2).astype(np.float64)).requires_grad_()
@@ -108,7 +109,8 @@ def test_permute_appends_the_axes_the_order_leaves_out():
 @pytest.mark.parametrize("order, message", [
     ("order: 0 order: 4", "out of range"), ("order: 1 order: 1", "repeats an axis")])
 def test_permute_refuses_bad_orders(order, message):
-    e = refused(inputs(data=(2, 3, 4, 5)) + layer("perm", "Permute", ["data"], "permute_param { %s }" % order))
+    e = refused(inputs(data=(2, 3, 4, 5)) +
+                layer("perm", "Permute", ["data"], "permute_param { %s }" % order))
     assert e.layer == "perm" and message in e.message
 
 
@@ -304,7 +306,8 @@ def detection_net(num, priors, classes, params, share=True):
 
 
 def detect(gm, loc, conf, prior):
-    return gm(loc=torch.from_numpy(loc), conf=torch.from_numpy(conf), prior=torch.from_numpy(prior))["det"].numpy()
+    out = gm(loc=torch.from_numpy(loc), conf=torch.from_numpy(conf), prior=torch.from_numpy(prior))
+    return out["det"].numpy()
 
 
 def test_detection_output_by_hand():
@@ -337,7 +340,8 @@ def test_detection_output_eta_lowers_the_threshold_after_each_kept_box():
 def test_detection_output_without_detections_gives_one_row_of_minus_one_per_image():
     prior = random_priors(4, seed=1)
     conf = softmax(randn(2, 4, 3))
-    rows = detect(detection_net(2, 4, 3, "confidence_threshold: 0.99"), randn(2, 16), conf.reshape(2, -1), prior)
+    rows = detect(detection_net(2, 4, 3, "confidence_threshold: 0.99"), randn(2, 16),
+                  conf.reshape(2, -1), prior)
     np.testing.assert_array_equal(rows, np.float32([[[[0] + [-1] * 6, [1] + [-1] * 6]]]))
 
 

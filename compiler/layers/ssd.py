@@ -241,13 +241,15 @@ class CaffePriorBox(nn.Module):
         boxes = boxes.float().reshape(-1)
         if self.clip:
             boxes = boxes.clamp(0, 1)
-        variance = torch.tensor(self.variance, dtype=torch.float32, device=x.device).repeat(boxes.numel() // len(self.variance))
+        variance = torch.tensor(self.variance, dtype=torch.float32, device=x.device)
+        variance = variance.repeat(boxes.numel() // len(self.variance))
         return torch.stack([boxes, variance])[None].to(x.dtype)
 
 
 def _positive(values, what):
     if not all(0 < v < math.inf for v in values):
-        raise ShapeError("%s must be positive and finite, got %s" % (what, ", ".join("%g" % v for v in values)))
+        raise ShapeError("%s must be positive and finite, got %s"
+                         % (what, ", ".join("%g" % v for v in values)))
 
 
 def _legacy_hw(t):
