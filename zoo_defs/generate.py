@@ -13,9 +13,21 @@ HERE = Path(__file__).resolve().parent
 
 # prototxt file -> (.net source, net name)
 ZOO = {
+    "ResNet-18-deploy.prototxt": ("resnet.net", "ResNet-18"),
+    "ResNet-34-deploy.prototxt": ("resnet.net", "ResNet-34"),
     "ResNet-50-deploy.prototxt": ("resnet.net", "ResNet-50"),
     "ResNet-101-deploy.prototxt": ("resnet.net", "ResNet-101"),
     "ResNet-152-deploy.prototxt": ("resnet.net", "ResNet-152"),
+    "VGG_ILSVRC_16_layers_deploy.prototxt": ("vgg.net", "VGG_ILSVRC_16_layers"),
+    "VGG_ILSVRC_19_layers_deploy.prototxt": ("vgg.net", "VGG_ILSVRC_19_layers"),
+    "AlexNet-deploy.prototxt": ("alexnet.net", "AlexNet"),
+    "CaffeNet-deploy.prototxt": ("alexnet.net", "CaffeNet"),
+    "GoogLeNet.prototxt": ("googlenet.net", "GoogleNet"),
+    "NIN-deploy.prototxt": ("nin.net", "nin_imagenet"),
+    "LeNet-5.prototxt": ("lecture.net", "LeNet-5"),
+    "Inception-module.prototxt": ("lecture.net", "Inception-module"),
+    "Conv5x5.prototxt": ("lecture.net", "Conv5x5"),
+    "Bottleneck.prototxt": ("lecture.net", "Bottleneck"),
 }
 
 

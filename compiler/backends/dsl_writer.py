@@ -19,7 +19,7 @@ from compiler.frontends.dsl import BUILTINS
 from compiler.proto import caffe_pb2
 
 KEYWORDS = {"import", "block", "net", "for", "in", "if", "else", "return", "input", "expect",
-            "phase", "as", "and", "or", "not", "true", "false"}
+            "phase", "as", "and", "or", "not", "true", "false", "none"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LINE = 100      # chains longer than this are broken before each `->`
 _NET_FIELDS_DONE = {"name", "layer", "layers", "input", "input_dim", "input_shape"}

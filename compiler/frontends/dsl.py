@@ -22,8 +22,8 @@ from lark import Token, Tree
 
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import dsl_parse
-from compiler.frontends.dsl_ops import (ADD, LAYER_FIELDS, OPS, BlobRef, Enum, FieldError, Message, Op,
-                                        describe, op_for_type, set_field, _suggest)
+from compiler.frontends.dsl_ops import (ADD, LAYER_FIELDS, OPS, UNSET, BlobRef, Enum, FieldError, Message,
+                                        Op, describe, op_for_type, set_field, _suggest)
 from compiler.ir import Layer, Net
 from compiler.proto import caffe_pb2
 
@@ -325,6 +325,9 @@ class Interpreter:
 
     def e_false(self, node, scope, naming):
         return False
+
+    def e_none(self, node, scope, naming):
+        return UNSET
 
     def e_string(self, node, scope, naming):
         tok = node.children[0]
@@ -703,6 +706,8 @@ class Interpreter:
             mults = {}
             for key, (v, key_node) in kw.items():
                 fname = op.short.get(key, key)
+                if v is UNSET and key in ("top", "lr_mult", "decay_mult"):
+                    continue
                 if key == "top":
                     top = v
                 elif key in ("name", "type", "bottom"):

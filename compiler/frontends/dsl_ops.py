@@ -109,6 +109,17 @@ def op_for_type(type_name):
     return BY_TYPE.get(type_name) or Op(type_name, type_name, tops=0 if type_name == "Silence" else None)
 
 
+class _Unset:
+    """`none`: a field given none is left unset (Caffe's default applies), so a block can
+    pass an optional parameter through: conv(c, k=k, s=s) with s=none by default."""
+
+    def __repr__(self):
+        return "none"
+
+
+UNSET = _Unset()
+
+
 class Enum(str):
     """A bare upper-case name (MAX, TRAIN, ACROSS_CHANNELS): an enum value, checked
     against the field it is given to."""
@@ -153,6 +164,11 @@ def set_field(msg, name, value, node=None):
     (one value is a list of one), a message literal for a message, an int list for a
     BlobShape, an Enum for an enum. Raises FieldError."""
     f = msg.DESCRIPTOR.fields_by_name.get(name)
+    if value is UNSET:
+        if f is None:
+            raise FieldError("%s has no field '%s'" % (msg.DESCRIPTOR.name, name),
+                             _suggest(name, [g.name for g in msg.DESCRIPTOR.fields]), node)
+        return
     if f is None:
         raise FieldError("%s has no field '%s'" % (msg.DESCRIPTOR.name, name),
                          _suggest(name, [g.name for g in msg.DESCRIPTOR.fields]), node)
@@ -233,6 +249,8 @@ def describe(v):
     """A value as error messages name it."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if v is UNSET:
+        return "none"
     if isinstance(v, Enum):
         return "the name %s" % v
     if isinstance(v, BlobRef):

@@ -17,8 +17,9 @@ _GOES_ON_AFTER = {"->", ",", "=", "(", "[", "{", "+", "-", "*", "/", "//", "%", 
                   "<", "<=", ">", ">=", "and", "or", "not", "as", ":", "if", "else", "in",
                   "return", "import"}
 # A newline before one of these cannot end a statement either: `-> relu` on the next line
-# continues the chain, `else` continues the `if`, `}` closes the body anyway.
-_GOES_ON_BEFORE = {"->", "else", "}", ")", "]"}
+# continues the chain, `as` names the layer before, `else` continues the `if`, `}` closes
+# the body anyway.
+_GOES_ON_BEFORE = {"->", "as", "else", "}", ")", "]"}
 # A `{` after one of these opens a message literal ({type="xavier"}), not a body.
 _MESSAGE_AFTER = {"=", "(", ",", "[", ":"}
 
@@ -139,7 +140,7 @@ def _describe(e, text, end):
 _WORDS = {"NAME": "name", "INT": "number", "FLOAT": "number", "SHAPE": "shape", "STRING": "string"}
 # Terminals that can start an expression, and those that can continue one: an error
 # listing all of them says "an expression" / "an operator" rather than 20 symbols.
-_STARTS_EXPR = {"NAME", "INT", "FLOAT", "SHAPE", "STRING", "TRUE", "FALSE", "LSQB", "LBRACE",
+_STARTS_EXPR = {"NAME", "INT", "FLOAT", "SHAPE", "STRING", "TRUE", "FALSE", "NONE", "LSQB", "LBRACE",
                 "LPAR", "MINUS", "NOT"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "LESSTHAN", "MORETHAN", "OR",
               "AND", "IF", "AS", "LPAR", "LSQB"}
