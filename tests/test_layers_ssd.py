@@ -89,6 +89,26 @@ def test_normalize_scale_filler_and_gradient():
     assert torch.autograd.gradcheck(lambda t: gm(data=t)["norm"], (x,))
 
 
+@pytest.mark.parametrize("across_spatial", [False, True])
+def test_normalize_backward_is_caffes_which_scales_after_projecting(across_spatial):
+    x, g = randn(2, 3, 2, 2, seed=1).astype(np.float64), randn(2, 3, 2, 2, seed=2).astype(np.float64)
+    scale = np.float32([1.5, -2, 3])
+    gm = compile_text(inputs(data=(2, 3, 2, 2)) + layer(
+        "norm", "Normalize", ["data"], "norm_param { across_spatial: %s channel_shared: false eps: 0.5 }"
+        % str(across_spatial).lower()), {"norm": [scale]}).double()
+    xt = torch.from_numpy(x).requires_grad_()
+    gm(data=xt)["norm"].backward(torch.from_numpy(g))
+
+    axes = (1, 2, 3) if across_spatial else (1,)
+    norm = np.sqrt((x ** 2).sum(axes, keepdims=True) + 0.5)
+    s = scale.astype(np.float64)[None, :, None, None]
+    caffe = s * (g - x * (x * g).sum(axes, keepdims=True) / norm ** 2) / norm
+    exact = s * g / norm - x * (s * x * g).sum(axes, keepdims=True) / norm ** 3
+    np.testing.assert_allclose(xt.grad.numpy(), caffe, rtol=1e-10)
+    assert not np.allclose(caffe, exact)
+    np.testing.assert_allclose(gm.norm.scale.grad.numpy(), (x / norm * g).sum((0, 2, 3)), rtol=1e-10)
+
+
 def test_normalize_refuses_a_one_axis_bottom():
     e = refused(inputs(data=(6,)) + layer("norm", "Normalize", ["data"]))
     assert e.layer == "norm" and "at least 2 axes" in e.message

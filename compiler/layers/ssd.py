@@ -84,14 +84,39 @@ class CaffeNormalize(nn.Module):
 
     def forward(self, x):
         xr = x.reshape(x.shape[0], self.channels, -1)
-        if self.across_spatial:
-            norm = (xr.square().sum(dim=(1, 2), keepdim=True) + self.eps).sqrt()
-            # Caffe multiplies by the reciprocal of the norm here, and divides below.
-            y = xr * (1 / norm)
-        else:
-            y = xr / (xr.square().sum(dim=1, keepdim=True) + self.eps).sqrt()
-        scale = self.scale if self.scale.dim() == 0 else self.scale[:, None]
-        return (y * scale).reshape(x.shape)
+        return _NormalizeFunction.apply(xr, self.scale, self.across_spatial, self.eps).reshape(x.shape)
+
+
+class _NormalizeFunction(torch.autograd.Function):
+    """y = x / norm * scale with Caffe's backward, which is not the exact gradient: it
+    projects the top's gradient g without the scale, then multiplies by it,
+    scale * (g - x * sum(x * g) / norm^2) / norm (the sums over the norm's positions).
+    That equals the exact gradient only while every channel's scale is the same. The
+    scale's gradient is sum(y * g) / scale, NaN where a scale is 0."""
+
+    @staticmethod
+    def forward(ctx, xr, scale, across_spatial, eps):
+        dims = (1, 2) if across_spatial else 1
+        norm = (xr.square().sum(dim=dims, keepdim=True) + eps).sqrt()
+        # Caffe multiplies by the reciprocal of the norm across spatial, else divides.
+        y = xr * (1 / norm) if across_spatial else xr / norm
+        y = y * _channel_view(scale)
+        ctx.dims = dims
+        ctx.save_for_backward(xr, scale, norm, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        xr, scale, norm, y = ctx.saved_tensors
+        gx = (g - xr * (xr * g).sum(dim=ctx.dims, keepdim=True) / norm.square()) / norm
+        gx = gx * _channel_view(scale)
+        gscale = (y * g).sum(dim=(0, 2)) if scale.dim() else (y * g).sum()
+        return gx, gscale / scale, None, None
+
+
+def _channel_view(scale):
+    """The scale broadcast over (N, C, positions): a 0-axis blob is one value."""
+    return scale if scale.dim() == 0 else scale[:, None]
 
 
 class Permute(LayerDef):
