@@ -370,13 +370,12 @@ def test_detection_output_without_detections_gives_one_row_of_minus_one_per_imag
      dict(nms=0.45, top_k=20, keep_top_k=30, threshold=0.05), True),
     ("code_type: CORNER nms_param { nms_threshold: 0.6 eta: 0.8 } confidence_threshold: 0.1",
      dict(code=CORNER, nms=0.6, eta=0.8, threshold=0.1), True),
-    ("code_type: CORNER_SIZE variance_encoded_in_target: true nms_param { nms_threshold: 0.7 eta: 0.9 }"
-     " background_label_id: 2 keep_top_k: 25",
+    ("code_type: CORNER_SIZE variance_encoded_in_target: true "
+     "nms_param { nms_threshold: 0.7 eta: 0.9 } background_label_id: 2 keep_top_k: 25",
      dict(code=CORNER_SIZE, in_target=True, nms=0.7, eta=0.9, background=2, keep_top_k=25), False),
     ("code_type: CENTER_SIZE variance_encoded_in_target: true background_label_id: -1 "
-     "nms_param { nms_threshold: 0.5 top_k: 5 }", dict(code=CENTER_SIZE, in_target=True, background=-1, nms=0.5,
-                                                     top_k=5),
-     False),
+     "nms_param { nms_threshold: 0.5 top_k: 5 }",
+     dict(code=CENTER_SIZE, in_target=True, background=-1, nms=0.5, top_k=5), False),
 ])
 def test_detection_output_matches_the_greedy_loop(params, kw, share):
     num, priors, classes = 2, 60, 4
@@ -430,15 +429,16 @@ def test_detection_output_refuses_what_caffe_refuses(params, message):
 
 # --- A small SSD head --------------------------------------------------------------------
 
-GAUSS = 'weight_filler { type: "gaussian" std: 0.3 }'
+CONV = ('convolution_param { num_output: %d kernel_size: 3 pad: 1 stride: %d '
+        'weight_filler { type: "gaussian" std: 0.3 } }')
 HEAD = inputs(data=(1, 3, 16, 16)) + (
-    layer("conv", "Convolution", ["data"], "convolution_param { num_output: 8 kernel_size: 3 pad: 1 stride: 2 %s }" % GAUSS) +
+    layer("conv", "Convolution", ["data"], CONV % (8, 2)) +
     layer("norm", "Normalize", ["conv"], "norm_param { across_spatial: false channel_shared: false "
                                          "scale_filler { type: \"constant\" value: 20 } }") +
-    layer("loc", "Convolution", ["norm"], "convolution_param { num_output: 16 kernel_size: 3 pad: 1 %s }" % GAUSS) +
+    layer("loc", "Convolution", ["norm"], CONV % (16, 1)) +
     layer("loc_perm", "Permute", ["loc"], "permute_param { order: 0 order: 2 order: 3 order: 1 }") +
     layer("loc_flat", "Flatten", ["loc_perm"]) +
-    layer("conf", "Convolution", ["norm"], "convolution_param { num_output: 12 kernel_size: 3 pad: 1 %s }" % GAUSS) +
+    layer("conf", "Convolution", ["norm"], CONV % (12, 1)) +
     layer("conf_perm", "Permute", ["conf"], "permute_param { order: 0 order: 2 order: 3 order: 1 }") +
     layer("conf_flat", "Flatten", ["conf_perm"]) +
     layer("prior", "PriorBox", ["norm", "data"], "prior_box_param { min_size: 4 max_size: 8 aspect_ratio: 2 "
