@@ -14,7 +14,11 @@
   the keep_top_k best of all classes and returns (1, 1, rows, 7) rows of
   [image, label, score, xmin, ymin, xmax, ymax], by image, then label, then score.
   Caffe computes boxes in float32 (NormalizedBBox holds floats) in a fixed order of
-  operations that decides the NMS comparisons, so the module follows that order.
+  operations that decides the NMS comparisons, so the module follows that order. Without
+  nms_param the NMS still runs, with its defaults (threshold 0.3), as in weiliu89/caffe.
+  Equal scores keep prior order in the NMS (Caffe's stable_sort); where keep_top_k cuts,
+  Caffe's std::sort leaves the order of equal scores unspecified and netdef keeps them by
+  label, then NMS order.
 
 Caffe reads channels(), height() and width() of these bottoms, legacy accessors: at most
 4 axes, a missing trailing axis counting as 1.
