@@ -158,6 +158,24 @@ def test_integer_arithmetic_is_exact(case):
     assert value(text) == expected
 
 
+def test_none_leaves_a_field_unset_and_blocks_are_values():
+    text = '''
+block cr(x, name, c, s=none) {
+    return x -> conv(c, k=3, s=s) as "{name}" -> relu
+}
+block twice(x, name, f) {
+    return f(f(x, "{name}1", 4), "{name}2", 4, s=2)
+}
+net N {
+    input data: 3x32x32
+    y = twice(data, "c", cr)
+}
+'''
+    got = layers(text)
+    assert not got["c1"].convolution_param.stride and list(got["c2"].convolution_param.stride) == [2]
+    assert list(got["c2"].bottom) == ["c1"]
+
+
 def test_inputs_batch_and_shapes():
     got = layers('net N {\n    input data: 3x224x224, label: [], im_info: 3, batch=10\n}\n')["input"]
     assert [list(s.dim) for s in got.input_param.shape] == [[10, 3, 224, 224], [10], [10, 3]]
