@@ -211,12 +211,12 @@ class _Writer:
             fields = main.ListFields()
             if not fields:     # present but empty: keep it present
                 args.append("%s={}" % main_name)
-            if op.positional and fields:
-                f0 = main.DESCRIPTOR.fields_by_name[op.positional[0]]
-                if main.HasField(f0.name) if not is_repeated(f0) else False:
-                    if f0.message_type is None:
-                        args.append(field_text(f0, getattr(main, f0.name)))
-                        fields = [(f, v) for f, v in fields if f.name != f0.name]
+            # The first positional field goes by position when it is one plain value:
+            # conv(64, ...), pool(MAX, ...), dropout(0.5).
+            f0 = main.DESCRIPTOR.fields_by_name[op.positional[0]] if op.positional else None
+            if f0 is not None and not is_repeated(f0) and f0.message_type is None and main.HasField(f0.name):
+                args.append(field_text(f0, getattr(main, f0.name)))
+                fields = [(f, v) for f, v in fields if f.name != f0.name]
             # conv(64, k=3, s=2, p=1): the positional fields first, in their order.
             order = {name: k for k, name in enumerate(op.positional)}
             fields.sort(key=lambda fv: order.get(fv[0].name, len(order)))
