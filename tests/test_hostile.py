@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import netdef
@@ -271,4 +271,66 @@ def test_the_unmutated_caffemodels_load(small):
     for data in MODELS:
         report = torch_weights.load_blobs(net, gm, caffemodel.parse_caffemodel(bytearray(data)), strict=True)
         assert not any(report.values())
+
+
+# ---- the netdef language ----
+
+ZOO_DEFS = Path(__file__).resolve().parent.parent / "zoo_defs"
+DSL_SEEDS = [p.read_text() for p in sorted(ZOO_DEFS.glob("*.net")) + sorted(MALFORMED.glob("*.net"))]
+DSL_TOKENS = ["net", "block", "input", "return", "for", "in", "if", "else", "import", "expect", "as",
+              "->", "+", "-", "*", "//", "/", "%", "(", ")", "[", "]", "{", "}", ",", "=", ":", "x", "\n",
+              "data", "conv", "pool", "fc", "relu", "bn", "concat", "range", "k=", "s=", "p=", "MAX",
+              '"{name}"', '"a"', "true", "batch=2", "0", "1", "3", "-1", "1e9", "3x8x8", "#"]
+
+
+@st.composite
+def mutated_dsl(draw):
+    text = draw(st.sampled_from(DSL_SEEDS))
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["number", "number", "token", "delete", "duplicate"]))
+        if kind == "number":
+            spots = _spans(r"\b\d+\b", text)
+            if spots:
+                a, b = draw(st.sampled_from(spots))
+                text = text[:a] + draw(st.sampled_from(SMALL_NUMBERS + NUMBERS)) + text[b:]
+        elif kind == "token":
+            spots = _spans(r"->|//|\w+|[^\s\w]", text)
+            if spots:
+                a, b = draw(st.sampled_from(spots))
+                text = text[:a] + draw(st.sampled_from(DSL_TOKENS)) + text[b:]
+        else:
+            a = draw(st.integers(0, len(text)))
+            b = min(len(text), a + draw(st.integers(1, 200)))
+            if kind == "delete":
+                text = text[:a] + text[b:]
+            else:
+                at = draw(st.integers(0, len(text)))
+                text = text[:at] + text[a:b] + text[at:]
+    return text
+
+
+def load_dsl_text(text):
+    from compiler.frontends.dsl import load_dsl
+    # A file may declare several nets: take the first. The path makes imports resolve
+    # next to the zoo's files.
+    names = re.findall(r'^net\s+"([^"]*)"', text, re.M)
+    return load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text)
+
+
+@pytest.mark.skipif(not DSL_SEEDS, reason="no .net files to mutate")
+@settings(FAST, max_examples=400)
+@given(st.one_of(mutated_dsl(), st.text(max_size=200),
+                 st.lists(st.sampled_from(DSL_TOKENS), max_size=40).map(" ".join)))
+# What hypothesis found: protobuf's ValueError on an input dim over int64, and len() of a
+# range too long for a C ssize_t.
+@example('net "t" {\n    input data: 3x99999999999999999999x16\n}\n')
+@example('net "t" {\n    input data: 3x8x8, batch=99999999999999999999\n}\n')
+@example('net "t" {\n    input data: 3x8x8\n    for i in range(99999999999999999999) {\n'
+         '        data -> relu\n    }\n}\n')
+def test_hostile_dsl(text):
+    def go():
+        net = load_dsl_text(text)
+        if not validate(net, max_memory=1 << 30):
+            exercise(net)
+    accept_or_refuse(go)
 

@@ -28,6 +28,8 @@ from compiler.ir import Layer, Net
 from compiler.proto import caffe_pb2
 
 MAX_SOURCE_BYTES = 16 << 20
+# BlobShape dims are int64: a larger number would make protobuf raise, not report.
+MAX_DIM = 1 << 63
 # Loops and lists longer than this are mistakes (a net of a million layers), not nets.
 MAX_ITERATIONS = 100000
 
@@ -55,8 +57,12 @@ def _range(*a):
     if len(a) == 3 and a[2] == 0:
         raise _Fail("range step must not be 0")
     r = range(*a)
-    if len(r) > MAX_ITERATIONS:
-        raise _Fail("range of %d values is too long" % len(r))
+    try:
+        n = len(r)
+    except OverflowError:       # more values than a C ssize_t counts
+        raise _Fail("range(%s) is too long" % ", ".join(map(str, a))) from None
+    if n > MAX_ITERATIONS:
+        raise _Fail("range of %d values is too long" % n)
     return list(r)
 
 
@@ -256,7 +262,7 @@ class Interpreter:
                 if str(key) != "batch":
                     raise self.error(key, "unknown input option '%s'" % key, "the one option is batch=N")
                 batch = self.eval(expr, scope)
-                if not _is_int(batch) or batch <= 0:
+                if not _is_int(batch) or not 0 < batch < MAX_DIM:
                     raise self.error(expr, "batch is a positive integer, got %s" % describe(batch))
         param = caffe_pb2.LayerParameter(name=name or "input", type="Input")
         for item in items:
@@ -265,7 +271,7 @@ class Interpreter:
             blob, expr = item.children
             dims = self.eval(expr, scope)
             dims = [dims] if _is_int(dims) else dims
-            if not isinstance(dims, (list, tuple)) or not all(_is_int(d) and d > 0 for d in dims):
+            if not isinstance(dims, (list, tuple)) or not all(_is_int(d) and 0 < d < MAX_DIM for d in dims):
                 raise self.error(expr, "an input's shape is like 3x224x224 (without the batch), got %s"
                                  % describe(dims))
             param.top.append(str(blob))
