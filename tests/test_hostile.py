@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import netdef
-from compiler.backends import torch_weights
+from compiler.backends import draw, torch_weights
 from compiler.backends.summary import summarize
 from compiler.errors import NetdefError
 from compiler.frontends import caffemodel, prototxt
@@ -164,6 +164,13 @@ def exercise(net):
     netdef.compile_net(net, blobs)
 
 
+def draw_text(net, errors):
+    """What `netdef draw` makes of any net, broken or not (without running Graphviz)."""
+    view = draw.build_view(net, errors)
+    assert draw.to_dot(view, show_lr_mult=True).startswith("digraph")
+    assert draw.to_dot_blocks(view).startswith("digraph")
+
+
 def test_the_zoo_is_valid_and_runs():
     net = prototxt.load_net("zoo.prototxt", text=ZOO)
     assert not validate(net)
@@ -184,6 +191,7 @@ def test_mutated_prototxt(text):
     def go():
         net = prototxt.load_net("mutant.prototxt", text=text)
         errors = validate(net, max_memory=1 << 30)
+        draw_text(net, errors)
         if not errors:
             exercise(net)
     accept_or_refuse(go)
@@ -330,7 +338,9 @@ def load_dsl_text(text):
 def test_hostile_dsl(text):
     def go():
         net = load_dsl_text(text)
-        if not validate(net, max_memory=1 << 30):
+        errors = validate(net, max_memory=1 << 30)
+        draw_text(net, errors)
+        if not errors:
             exercise(net)
     accept_or_refuse(go)
 
