@@ -308,6 +308,15 @@ def test_semantic_errors_are_located(src, line, col, words):
         assert w in str(e)      # the message or its hint
 
 
+@pytest.mark.parametrize("src,words", [
+    (NET % ("y = " + "[" * 3000 + "1" + "]" * 3000), "nests too deeply"),
+    (NET % "for i in range(1000) {\n        for j in range(1000) { }\n    }", "over 100000 loop iterations"),
+    (NET % "y = [1] * 1000000000", "a list of 1000000000 values is too long"),
+])
+def test_absurd_sources_are_refused(src, words):
+    assert words in str(error(src))
+
+
 def test_file_with_no_net_or_unknown_net():
     with pytest.raises(NetdefError, match="no net in this file"):
         dsl.load_dsl("t.net", text="block b(x) { return x }\n")

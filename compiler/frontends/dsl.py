@@ -30,7 +30,8 @@ from compiler.proto import caffe_pb2
 MAX_SOURCE_BYTES = 16 << 20
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
 MAX_DIM = 1 << 63
-# Loops and lists longer than this are mistakes (a net of a million layers), not nets.
+# Loops and lists longer than this are mistakes (a net of a million layers), not nets;
+# it bounds the loop iterations of one whole build too, nested loops included.
 MAX_ITERATIONS = 100000
 
 
@@ -192,6 +193,7 @@ class Interpreter:
         self.phase = None
         self.stack = []         # blocks being called, for the recursion check
         self.writers = {}       # blob name -> index of the layer that last wrote it
+        self.iterations = 0     # loop iterations so far, against MAX_ITERATIONS
 
     # -- errors --------------------------------------------------------------------------
     def error(self, node, message, hint=None, layer=None):
@@ -224,6 +226,10 @@ class Interpreter:
         if not isinstance(items, (list, tuple)) or isinstance(items, str):
             raise self.error(iterable, "for loops over a list or range(...), got %s" % describe(items))
         for item in items:
+            self.iterations += 1
+            if self.iterations > MAX_ITERATIONS:
+                raise self.error(node, "building the net takes over %d loop iterations" % MAX_ITERATIONS,
+                                 "nets have thousands of layers at most; check the loop bounds")
             if len(names) == 1:
                 scope[str(names[0])] = item
             elif isinstance(item, (list, tuple)) and len(item) == len(names):
@@ -483,7 +489,9 @@ class Interpreter:
     def _arith(op):
         def run(self, node, scope, naming):
             a, b = (self.eval(c, scope) for c in node.children)
-            if op == "mul" and isinstance(a, list) and _is_int(b):
+            if op == "mul" and isinstance(a, list) and _is_int(b):     # [64] * 3
+                if len(a) * b > MAX_ITERATIONS:
+                    raise self.error(node, "a list of %d values is too long" % (len(a) * b))
                 return a * b
             if not (_number(a) and _number(b)):
                 raise self.error(node, "cannot apply %s to %s and %s" % (
@@ -993,16 +1001,17 @@ def build_net(module, net=None):
                 set_field(interp.net.options, key, v, key_node)
             except FieldError as e:
                 raise interp.error(e.node, e.message, e.hint) from None
-    scope = {}
-    try:
-        interp.run_body(children[-1], scope)
-    except RecursionError:
-        raise interp.error(node, "the net is nested too deeply to build") from None
+    interp.run_body(children[-1], {})
     return interp.net
 
 
 def load_spec(path, net=None, text=None):
-    return build_net(load_module(path, text), net)
+    try:
+        return build_net(load_module(path, text), net)
+    except RecursionError:
+        # Only absurd sources get here: expressions or imports nested hundreds deep.
+        raise NetdefError(str(path), None, None, "the source nests too deeply to build",
+                          "split deeply nested expressions into statements") from None
 
 
 def load_dsl(path, phase="TEST", stages=(), level=0, net=None, text=None):
