@@ -277,9 +277,13 @@ class Interpreter:
             blob, expr = item.children
             dims = self.eval(expr, scope)
             dims = [dims] if _is_int(dims) else dims
-            if not isinstance(dims, (list, tuple)) or not all(_is_int(d) and 0 < d < MAX_DIM for d in dims):
+            if not isinstance(dims, (list, tuple)) or not all(_is_int(d) for d in dims):
                 raise self.error(expr, "an input's shape is like 3x224x224 (without the batch), got %s"
                                  % describe(dims))
+            bad = [d for d in dims if not 0 < d < MAX_DIM]
+            if bad:
+                raise self.error(expr, "input dimension %d in %s is out of range" % (
+                    bad[0], "x".join(map(str, dims))), "every dimension is a positive integer")
             param.top.append(str(blob))
             param.input_param.shape.add().dim.extend([batch] + list(dims))
             scope[str(blob)] = BlobRef(str(blob))
