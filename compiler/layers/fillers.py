@@ -3,6 +3,9 @@ import math
 
 import torch
 
+# Caffe's filler names (GetFiller in filler.hpp), all implemented by fill().
+FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+
 
 def fill(tensor, filler):
     """Fill `tensor` in place the way Caffe's filler of this FillerParameter would."""

@@ -14,6 +14,7 @@ import re
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
 from compiler.layers.base import ShapeError, prod
+from compiler.layers.fillers import FILLER_TYPES
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 
@@ -117,10 +118,6 @@ def validate(net, input_shapes=None, max_memory=None):
         except NetdefError as e:
             errors.append(e)
     return errors
-
-
-# Caffe's filler names (GetFiller in filler.hpp); compiler/layers/fillers.py implements them.
-FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
 
 
 def _fillers(message):
