@@ -234,3 +234,21 @@ def test_plain_module_relu_in_place_only_where_no_one_sees_the_bottom():
     for name in outputs:
         assert torch.equal(results[0][0][name], results[1][0][name]), name
     assert torch.equal(results[0][1], results[1][1])
+
+
+def test_cli_compile_fast_exports_the_folded_net(tmp_path):
+    from netdef.cli import main
+    (tmp_path / "net.prototxt").write_text(NET)
+    net = parse_text(NET)
+    w = weights(net)
+    netdef.save(netdef.compile_net(net, w), tmp_path / "w.netdef")
+    assert main(["compile", str(tmp_path / "net.prototxt"), "--weights", str(tmp_path / "w.netdef"), "--fast",
+                 "--export-caffemodel", str(tmp_path / "f.caffemodel"),
+                 "--export-prototxt", str(tmp_path / "f.prototxt")]) == 0
+    folded = netdef.load(tmp_path / "f.prototxt", weights=tmp_path / "f.caffemodel")
+    assert not {"bn1", "sc1", "bn2", "sc2"} & {l.name for l in folded.netdef_ir.layers}
+    x = torch.randn(2, 3, 8, 8)
+    want = run(netdef.compile_net(net, w), x)
+    got = run(folded, x)
+    for name in want:
+        assert_close(got[name], want[name])

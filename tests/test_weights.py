@@ -67,7 +67,8 @@ def check_round_trip(net, weights_path, tmp_path):
     netdef.export(gm, out, tmp_path / "out.prototxt")
     # Every blob of the source file comes back byte for byte (V1 legacy dims become the
     # net's own shapes, as Caffe's upgrade writes them).
-    source = {name: [b.reshape(shape) for b, shape in zip(blobs, (a.shape for a in module_blobs(net, gm)[name]))]
+    shapes = {name: [a.shape for a in arrays] for name, arrays in module_blobs(net, gm).items()}
+    source = {name: [b.reshape(shape) for b, shape in zip(blobs, shapes[name])]
               for name, blobs in file_blobs(weights_path).items()}
     assert_same_bytes(source, file_blobs(out))
     # The file is a valid NetParameter whose layers are the net's, blobs aside.
