@@ -11,20 +11,23 @@ that have one (Dropout, BatchNorm without use_global_stats).
 import operator
 import re
 
-import torch
 import torch.fx as fx
 import torch.nn as nn
 
 from compiler.errors import NetdefError
 from compiler.layers import registry
+from compiler.layers.base import canonical_axis
+from compiler.layers.normalization import batch_norm_scale
+from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
 INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
                "DummyData", "AnnotatedData")
 
 # Layer types whose lowering always returns a newly allocated tensor that its own backward
-# does not read: a ReLU may overwrite that tensor when nothing else sees it (see
-# _relu_in_place). Views (Split, Slice, Crop, Reshape, Flatten, Dropout in TEST) and layers
-# whose backward reads their output (Sigmoid, TanH, Exp, Softmax, ReLU) are not here.
+# does not read: a ReLU or a sum may overwrite that tensor when nothing else sees it (see
+# private_fresh_bottoms). Views (Split, Slice, Crop, Reshape, Flatten, Dropout in TEST)
+# and layers whose backward reads their output (Sigmoid, TanH, Exp, Softmax, ReLU) are not
+# here.
 FRESH_OUTPUT = ("Convolution", "InnerProduct", "BatchNorm", "Scale", "Eltwise")
 
 
@@ -74,9 +77,13 @@ def build_module(net, outputs=None):
         modname = python_name(layer.name, taken)
         module_names[modname] = layer.name
         _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
-        _relu_in_place(net, layer, module, readers, returned)
+        module = _in_place(layer, module, private_fresh_bottoms(net, layer, readers, returned))
         root.add_module(modname, module)
-        node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
+        bn = _fusable_batch_norm(net, layer, readers, returned)
+        if bn is not None:
+            node = _fuse_batch_norm_scale(graph, env, net, bn, modname, module)
+        else:
+            node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
         if len(layer.tops) == 1:
             env[layer.tops[0]] = node
         else:
@@ -94,19 +101,61 @@ def build_module(net, outputs=None):
     return gm
 
 
-def _relu_in_place(net, layer, module, readers, returned):
-    """Make a ReLU overwrite its bottom when no one can tell: the bottom is a fresh tensor
-    (FRESH_OUTPUT), this ReLU is its only reader and the module does not return it. That is
-    one allocation and one pass over memory less per ReLU, as ReLU(inplace=True) in
-    hand-written models. Autograd still works: neither the producer's backward nor anything
-    else reads the overwritten values."""
-    if not isinstance(module, (nn.ReLU, nn.LeakyReLU)):
-        return
+def _fusable_batch_norm(net, layer, readers, returned):
+    """The BatchNorm layer whose output only this per-channel Scale reads, if any: Caffe
+    writes a batch norm as BatchNorm then Scale, and running them as one F.batch_norm call
+    makes one pass over the activation instead of two, as nn.BatchNorm2d does. No one can
+    tell: the value between them is neither read elsewhere nor returned."""
+    if layer.type != "Scale" or len(layer.bottoms) != 1:
+        return None
     bottom = layer.bottoms[0]
     producer = net.layer(net.blobs[bottom].producer)
-    if producer.type in FRESH_OUTPUT and len(producer.tops) == 1 and readers[bottom] == 1 \
-            and bottom not in returned:
+    shape = net.blobs[bottom].shape
+    p = layer.param.scale_param
+    if producer.type != "BatchNorm" or readers[bottom] != 1 or bottom in returned \
+            or len(shape) < 2 or canonical_axis(p.axis, len(shape)) != 1 or p.num_axes != 1:
+        return None
+    return producer
+
+
+def _fuse_batch_norm_scale(graph, env, net, bn, scale_name, scale):
+    """Replace the BatchNorm's call by one batch_norm_scale call (its submodule and the
+    Scale's stay where they are, so names and state_dict keys do not change)."""
+    bn_node = env[bn.tops[0]]
+    bn_name = bn_node.target
+    graph.erase_node(bn_node)
+    weight = graph.get_attr(scale_name + ".weight")
+    bias = graph.get_attr(scale_name + ".bias") if scale.bias is not None else None
+    return graph.create_node("call_function", batch_norm_scale,
+                             (env[bn.bottoms[0]], graph.get_attr(bn_name), weight, bias),
+                             name=scale_name)
+
+
+def private_fresh_bottoms(net, layer, readers, returned):
+    """Indices of the bottoms this layer may overwrite without anyone telling: a fresh
+    tensor (FRESH_OUTPUT) that only this layer reads and the module does not return."""
+    private = []
+    for i, b in enumerate(layer.bottoms):
+        producer = net.layer(net.blobs[b].producer)
+        if producer.type in FRESH_OUTPUT and len(producer.tops) == 1 and readers[b] == 1 \
+                and b not in returned:
+            private.append(i)
+    return private
+
+
+def _in_place(layer, module, private):
+    """Compute a ReLU or a two-bottom Eltwise SUM in a private bottom, as ReLU(inplace=True)
+    and `out += identity` do in hand-written models: one allocation and one pass over memory
+    less. Autograd still works: neither the producer's backward nor anything else reads
+    the overwritten values."""
+    if not private:
+        return module
+    if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
         module.inplace = True
+    elif isinstance(module, CaffeEltwise) and module.operation == ELTWISE_SUM \
+            and module.coeff is None and len(layer.bottoms) == 2:
+        return InPlaceSum(private[0])
+    return module
 
 
 def _share_params(layer, attrs, module, owners):

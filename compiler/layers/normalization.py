@@ -108,22 +108,41 @@ class CaffeBatchNorm(nn.Module):
         return "%d, eps=%g, moving_average_fraction=%g, global stats %s" % (
             self.channels, self.eps, self.fraction, mode)
 
+    def uses_global_stats(self):
+        return (not self.training) if self.use_global_stats is None else self.use_global_stats
+
+    def global_stats(self):
+        """The stored mean and variance: Caffe keeps them multiplied by `factor` (a zero
+        factor, a net never trained, gives zeros)."""
+        inv = torch.where(self.factor == 0, torch.zeros_like(self.factor), 1 / self.factor)
+        return self.mean * inv, self.variance * inv
+
     def forward(self, x):
-        # Caffe's view of any bottom: (N, C, everything else).
-        xr = x.reshape(x.shape[0], self.channels, -1)
-        use_global = (not self.training) if self.use_global_stats is None else self.use_global_stats
-        if use_global:
-            inv = torch.where(self.factor == 0, torch.zeros_like(self.factor), 1 / self.factor)
-            mean, var = self.mean * inv, self.variance * inv
-        else:
-            var, mean = torch.var_mean(xr, dim=(0, 2), correction=0)
-            m = xr.numel() // self.channels
-            with torch.no_grad():
-                self.factor.mul_(self.fraction).add_(1)
-                self.mean.mul_(self.fraction).add_(mean)
-                self.variance.mul_(self.fraction).add_(var, alpha=m / (m - 1) if m > 1 else 1)
-        y = (xr - mean[:, None]) / torch.sqrt(var[:, None] + self.eps)
+        return batch_norm_scale(x, self)
+
+
+def batch_norm_scale(x, bn, weight=None, bias=None):
+    """Caffe's BatchNorm (a CaffeBatchNorm `bn`), then optionally a per-channel scale and
+    bias (a Scale layer reading only this BatchNorm: torch_fx fuses the pair), in one pass
+    over `x` when the stored statistics are used."""
+    # Caffe's view of any bottom: (N, C, everything else).
+    xr = x.reshape(x.shape[0], bn.channels, -1)
+    if bn.uses_global_stats():
+        mean, var = bn.global_stats()
+        y = F.batch_norm(xr, mean, var, weight, bias, False, 0.0, bn.eps)
         return y.reshape(x.shape)
+    var, mean = torch.var_mean(xr, dim=(0, 2), correction=0)
+    m = xr.numel() // bn.channels
+    with torch.no_grad():
+        bn.factor.mul_(bn.fraction).add_(1)
+        bn.mean.mul_(bn.fraction).add_(mean)
+        bn.variance.mul_(bn.fraction).add_(var, alpha=m / (m - 1) if m > 1 else 1)
+    y = (xr - mean[:, None]) / torch.sqrt(var[:, None] + bn.eps)
+    if weight is not None:
+        y = y * weight[:, None]
+    if bias is not None:
+        y = y + bias[:, None]
+    return y.reshape(x.shape)
 
 
 class MVN(LayerDef):

@@ -132,6 +132,22 @@ class CaffeEltwise(nn.Module):
         return top
 
 
+class InPlaceSum(nn.Module):
+    """Eltwise SUM of two bottoms, accumulated into bottom `into`, which no one else reads
+    (the backend checks that: torch_fx.private_fresh_bottoms). Float addition is
+    commutative, so the result is bitwise that of the out-of-place sum."""
+
+    def __init__(self, into):
+        super().__init__()
+        self.into = into
+
+    def extra_repr(self):
+        return "SUM into bottom %d" % self.into
+
+    def forward(self, a, b):
+        return a.add_(b) if self.into == 0 else b.add_(a)
+
+
 def _legacy_axis(p, legacy, shape, what):
     """Concat's concat_dim and Slice's slice_dim: older spellings of `axis`, non-negative."""
     if p.HasField("axis") and p.HasField(legacy):

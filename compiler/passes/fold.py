@@ -16,7 +16,6 @@ smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
 import numpy as np
 import torch
-import torch.nn as nn
 
 from compiler.backends import torch_fx, torch_weights
 from compiler.frontends.caffemodel import LayerBlobs
@@ -135,47 +134,12 @@ def fold_batchnorm(net, gm):
     return folded, out
 
 
-class InPlaceSum(nn.Module):
-    """Eltwise SUM of two bottoms, accumulated into bottom `into`. Float addition is
-    commutative, so the result is bitwise that of the out-of-place sum."""
-
-    def __init__(self, into):
-        super().__init__()
-        self.into = into
-
-    def extra_repr(self):
-        return "SUM into bottom %d" % self.into
-
-    def forward(self, a, b):
-        return a.add_(b) if self.into == 0 else b.add_(a)
-
-
-def sum_in_place(net, gm):
-    """Let a two-bottom Eltwise SUM accumulate into a bottom that nobody else can see: a
-    convolution's output (always a fresh tensor) that only this layer reads and the module
-    does not return. That saves an allocation and a pass over memory per residual block,
-    as `out += identity` does in a hand-written ResNet. (The ReLU after it is made in place
-    by the backend, torch_fx._relu_in_place.)
-
-    Only convolution outputs are written: their backward does not read them, so autograd
-    still works through the module."""
-    types = {mod: net.layer(caffe).type for mod, caffe in gm.caffe_layer_names.items()}
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or types[node.target] != "Eltwise" or len(node.args) != 2:
-            continue
-        p = net.layer(gm.caffe_layer_names[node.target]).param.eltwise_param
-        into = [i for i, a in enumerate(node.args) if len(a.users) == 1 and a.op == "call_module"
-                and types[a.target] == "Convolution"]
-        if p.operation == p.SUM and not p.coeff and into:
-            gm.add_submodule(node.target, InPlaceSum(into[0]))
-
-
 def fast_path(net, gm):
-    """Fold normalization into convolutions, sum in place where safe, then store 4-D
-    weights channels_last: oneDNN (CPU) and cuDNN run NHWC convolutions faster, and a
-    convolution whose weight is channels_last makes its output channels_last, so the layout
-    carries through the net without the caller converting its inputs."""
+    """Fold normalization into convolutions, then store 4-D weights channels_last: oneDNN
+    (CPU) and cuDNN run NHWC convolutions faster, and a convolution whose weight is
+    channels_last makes its output channels_last, so the layout carries through the net
+    without the caller converting its inputs. (Sums and ReLUs run in place where that is
+    safe in every module the backend builds: torch_fx.private_fresh_bottoms.)"""
     net, gm = fold_batchnorm(net, gm)
-    sum_in_place(net, gm)
     gm.to(memory_format=torch.channels_last)
     return net, gm
