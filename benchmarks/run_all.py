@@ -16,25 +16,38 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# glibc malloc settings that keep freed activations in the heap instead of handing them
+# back to the kernel: every forward then reuses memory instead of faulting in fresh pages.
+# Eager forward speed depends on this more than on anything netdef does (README,
+# Performance), so the forward benchmark runs with the default allocator and with these.
+NO_TRIM_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
 BENCHMARKS = {
-    "frontend": ("bench_frontend.py", {"--rounds": (15, 5)}),
-    "forward": ("bench_forward.py", {"--rounds": (15, 5)}),
-    "caffemodel": ("bench_caffemodel.py", {"--rounds": (5, 2)}),
-    "memory": ("bench_memory.py", {"--rounds": (3, 1)}),
+    "frontend": ("bench_frontend.py", {"--rounds": (15, 5)}, None),
+    "forward": ("bench_forward.py", {"--rounds": (15, 5)}, None),
+    "forward-no-trim": ("bench_forward.py", {"--rounds": (15, 5)}, NO_TRIM_MALLOC),
+    "caffemodel": ("bench_caffemodel.py", {"--rounds": (5, 2)}, None),
+    "memory": ("bench_memory.py", {"--rounds": (3, 1)}, None),
 }
 
 
 def run(name, quick):
-    script, options = BENCHMARKS[name]
+    script, options, env = BENCHMARKS[name]
     argv = [sys.executable, str(HERE / script)]
     for flag, (full, short) in options.items():
         argv += [flag, str(short if quick else full)]
-    done = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    done = subprocess.run(argv, cwd=HERE, capture_output=True, text=True,
+                          env=dict(os.environ, **env) if env else None)
     if done.returncode:
         sys.stderr.write(done.stderr)
         return [{"name": name, "value": "FAILED", "unit": "", "note": done.stderr.strip().splitlines()[-1]
                  if done.stderr.strip() else "exit %d" % done.returncode}]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if env:
+        for row in rows:
+            row["note"] = (row.get("note") or "") + "; malloc: " + " ".join("%s=%s" % kv for kv in env.items())
+            row["name"] += ", no-trim malloc"
+    return rows
 
 
 def fmt(v):

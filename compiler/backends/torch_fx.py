@@ -81,7 +81,7 @@ def build_module(net, outputs=None):
         root.add_module(modname, module)
         bn = _fusable_batch_norm(net, layer, readers, returned)
         if bn is not None:
-            node = _fuse_batch_norm_scale(graph, env, net, bn, modname, module)
+            node = _fuse_batch_norm_scale(graph, env, bn, modname)
         else:
             node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
         if len(layer.tops) == 1:
@@ -118,16 +118,14 @@ def _fusable_batch_norm(net, layer, readers, returned):
     return producer
 
 
-def _fuse_batch_norm_scale(graph, env, net, bn, scale_name, scale):
+def _fuse_batch_norm_scale(graph, env, bn, scale_name):
     """Replace the BatchNorm's call by one batch_norm_scale call (its submodule and the
     Scale's stay where they are, so names and state_dict keys do not change)."""
     bn_node = env[bn.tops[0]]
     bn_name = bn_node.target
     graph.erase_node(bn_node)
-    weight = graph.get_attr(scale_name + ".weight")
-    bias = graph.get_attr(scale_name + ".bias") if scale.bias is not None else None
     return graph.create_node("call_function", batch_norm_scale,
-                             (env[bn.bottoms[0]], graph.get_attr(bn_name), weight, bias),
+                             (env[bn.bottoms[0]], graph.get_attr(bn_name), graph.get_attr(scale_name)),
                              name=scale_name)
 
 

@@ -121,16 +121,20 @@ class CaffeBatchNorm(nn.Module):
         return batch_norm_scale(x, self)
 
 
-def batch_norm_scale(x, bn, weight=None, bias=None):
-    """Caffe's BatchNorm (a CaffeBatchNorm `bn`), then optionally a per-channel scale and
-    bias (a Scale layer reading only this BatchNorm: torch_fx fuses the pair), in one pass
-    over `x` when the stored statistics are used."""
-    # Caffe's view of any bottom: (N, C, everything else).
-    xr = x.reshape(x.shape[0], bn.channels, -1)
+def batch_norm_scale(x, bn, scale=None):
+    """Caffe's BatchNorm (a CaffeBatchNorm `bn`), then optionally a per-channel Scale (a
+    CaffeScale reading only this BatchNorm: torch_fx fuses the pair), in one pass over `x`
+    when the stored statistics are used."""
+    weight = scale.weight if scale is not None else None
+    bias = scale.bias if scale is not None else None
     if bn.uses_global_stats():
         mean, var = bn.global_stats()
-        y = F.batch_norm(xr, mean, var, weight, bias, False, 0.0, bn.eps)
-        return y.reshape(x.shape)
+        # F.batch_norm takes (N, C, ...) as it is (its 4-D kernel is faster than on a
+        # flattened view); only a 1-axis bottom needs Caffe's (N, 1) view.
+        xb = x if x.dim() > 1 else x.reshape(x.shape[0], 1)
+        return F.batch_norm(xb, mean, var, weight, bias, False, 0.0, bn.eps).reshape(x.shape)
+    # Caffe's view of any bottom: (N, C, everything else).
+    xr = x.reshape(x.shape[0], bn.channels, -1)
     var, mean = torch.var_mean(xr, dim=(0, 2), correction=0)
     m = xr.numel() // bn.channels
     with torch.no_grad():
