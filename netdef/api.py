@@ -23,22 +23,27 @@ def register_layer(defn, replace=False):
     return registry.register(defn, replace=replace)
 
 
-def read_net(source, phase="TEST", stages=(), level=0):
-    """A net file (prototxt, netdef DSL, or a saved .netdef) -> IR Net, not yet wired."""
+def read_net(source, phase="TEST", stages=(), level=0, name=None):
+    """A net file (prototxt, netdef DSL, or a saved .netdef) -> IR Net, not yet wired.
+    `name` chooses one net of a .net file that declares several."""
     path = Path(source)
+    if name is not None and path.suffix != ".net":
+        raise NetdefError(str(path), None, None, "a net name (%s) chooses a net of a .net file; "
+                          "this file holds one net" % name)
     if path.suffix == SAVED_SUFFIX:
         text, _ = _read_saved(path)
         return prototxt.load_net(path, phase, stages, level, text=text)
     if path.suffix == ".net":
         from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, phase=phase, stages=stages, level=level)
+        return load_dsl(path, phase=phase, stages=stages, level=level, net=name)
     return prototxt.load_net(path, phase, stages, level)
 
 
-def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memory=None):
+def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memory=None, name=None):
     """A net file -> wired, shaped IR Net. A net whose blobs would not fit `max_memory`
-    bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated."""
-    net = read_net(source, phase, stages, level)
+    bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated.
+    `name` chooses one net of a .net file that declares several."""
+    net = read_net(source, phase, stages, level, name)
     errors = validate(net, input_shapes, max_memory)
     if errors:
         raise NetdefErrors(errors)
@@ -62,9 +67,9 @@ def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
 
 
 def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=True,
-         stages=(), level=0, fast=False):
+         stages=(), level=0, fast=False, name=None):
     """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
-    net = parse(source, phase, input_shapes, stages, level)
+    net = parse(source, phase, input_shapes, stages, level, name=name)
     if weights is None and Path(source).suffix == SAVED_SUFFIX:
         weights = source
     return compile_net(net, weights, outputs, strict, fast)

@@ -74,3 +74,14 @@ def test_debug_shows_the_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "netdef", "--debug", "compile", str(tmp_path / "missing.prototxt")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_net_option_chooses_a_net_of_a_dsl_file(tmp_path, capsys):
+    source = tmp_path / "two.net"
+    source.write_text('net A {\n    input data: 3x8x8\n    x = data -> conv(4, k=3)\n}\n'
+                      'net B {\n    input data: 3x8x8\n    y = data -> conv(2, k=1)\n}\n')
+    assert main(["compile", str(source), "--net", "B"]) == 0
+    assert "1x2x8x8" in capsys.readouterr().out
+    assert main(["compile", str(source)]) == 1
+    assert "--net" in capsys.readouterr().err
+    assert netdef.load(source, name="A")(torch.randn(1, 3, 8, 8))["x"].shape == (1, 4, 6, 6)

@@ -984,7 +984,8 @@ def build_net(module, net=None):
         if len(module.nets) > 1:
             raise NetdefError(module.file, None, None, "the file declares %d nets (%s); which one?" % (
                 len(module.nets), ", ".join(module.nets)),
-                "choose one: netdef convert %s --net %s -o OUT.prototxt" % (module.file, next(iter(module.nets))))
+                "choose one with --net, e.g. netdef compile %s --net %s (in Python: name=...)"
+                % (module.file, next(iter(module.nets))))
         net = next(iter(module.nets))
     if net not in module.nets:
         raise NetdefError(module.file, None, None, "no net named '%s' in this file (it has %s)" % (

@@ -23,6 +23,8 @@ def parse_input_shapes(values):
 def add_net_arguments(p):
     """The arguments that choose a net and its state: file, phase, stages, level, input shapes."""
     p.add_argument("net", help="network file: .prototxt, .net (netdef DSL) or .netdef")
+    p.add_argument("--net", dest="net_name", metavar="NAME",
+                   help="which net of a .net file that declares several")
     p.add_argument("--phase", choices=["train", "test", "TRAIN", "TEST"], default="test")
     p.add_argument("--stage", action="append", default=[], help="NetState stage (repeatable)")
     p.add_argument("--level", type=int, default=0)
@@ -44,7 +46,8 @@ def parse_net(args, extra_shapes=None):
     import netdef
     shapes = parse_input_shapes(args.input_shape)
     shapes.update(extra_shapes or {})
-    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level, args.max_memory)
+    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level, args.max_memory,
+                        name=args.net_name)
 
 
 def write_atomic(path, write):

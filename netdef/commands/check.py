@@ -24,7 +24,7 @@ def run(args):
     from compiler.passes.validate import check_weights, validate
     from netdef.api import read_net, read_weights
     try:
-        net = read_net(args.net, args.phase.upper(), args.stage, args.level)
+        net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
         errors = validate(net, parse_input_shapes(args.input_shape), args.max_memory)
         if args.weights and not errors:
             layers, file = read_weights(args.weights)

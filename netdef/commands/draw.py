@@ -31,7 +31,7 @@ def run(args):
     if suffix not in FORMATS:
         raise NetdefError(args.output, None, None, "cannot draw to a '%s' file" % suffix,
                           "use one of " + ", ".join(FORMATS))
-    net = read_net(args.net, args.phase.upper(), args.stage, args.level)
+    net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
     errors = validate(net, parse_input_shapes(args.input_shape), args.max_memory)
     view = draw.build_view(net, errors)
     if suffix == ".html":
