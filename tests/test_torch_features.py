@@ -1,5 +1,7 @@
 """A compiled net is an ordinary PyTorch module: dtype and device moves, autocast,
-channels_last inputs, torch.compile without graph breaks, ONNX export and TorchScript.
+channels_last inputs, torch.compile without graph breaks, torch.export and ONNX export.
+(TorchScript, which PyTorch no longer develops, is not a target: layers take any number of
+bottoms and the backend calls fused functions with modules as arguments.)
 
 ResNet-50 runs at 1x3x224x224: its pool5 is a 7x7 window without global_pooling, so by
 Caffe's shape rule res5 must be at least 7x7, i.e. the input at least 224x224.
@@ -136,10 +138,11 @@ def test_onnx_export(resnet, image, tmp_path):
         assert_close(torch.from_numpy(got), model(x)["prob"])
 
 
-@pytest.mark.xfail(strict=True, reason="CaffePool2d (compiler/layers/pooling.py) does not script: "
-                   "pooled_size() has no type annotations, so TorchScript takes its ints for Tensors")
-def test_jit_script_lenet():
-    model, x = lenet()
-    scripted = torch.jit.script(model)
+def test_torch_export_resnet50_with_a_free_batch(resnet, image):
+    model = resnet()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    # Traced at batch 2 (export treats an example size of 1 as a constant), run at batch 3.
+    program = torch.export.export(model, (torch.cat([image, -image]),), dynamic_shapes=({0: batch},))
+    three = torch.cat([image, image.flip(3), 0.5 * image])
     with torch.no_grad():
-        assert_close(scripted(x)["prob"], model(x)["prob"])
+        assert_close(program.module()(three)["prob"], model(three)["prob"])

@@ -2,7 +2,8 @@
 
 One call_module node per Caffe layer (the submodule is named after the layer), one
 placeholder per input blob, and an output dict {Caffe blob name: tensor}. The graph is
-plain torch.fx, so the module scripts, compiles with torch.compile and exports to ONNX.
+plain torch.fx, so the module compiles with torch.compile and exports with torch.export
+and to ONNX.
 
 Shared parameters (param { name: ... }) are one nn.Parameter referenced by every layer
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
