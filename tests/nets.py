@@ -17,3 +17,17 @@ def parse_text(text, phase="TEST", stages=(), level=0, input_shapes=None, file="
 
 def compile_text(text, **kw):
     return netdef.compile_net(parse_text(text, **kw), outputs="all")
+
+
+def inputs(**shapes):
+    """Input layers, one per blob: inputs(data=(2, 3), label=(2,))."""
+    return "".join('layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n'
+                   % (name, name, " ".join("dim: %d" % d for d in shape))
+                   for name, shape in shapes.items())
+
+
+def layer(name, type_, bottoms, params="", tops=None):
+    """One prototxt layer; its top is its name unless `tops` says otherwise."""
+    return 'layer { name: "%s" type: "%s" %s %s %s }\n' % (
+        name, type_, " ".join('bottom: "%s"' % b for b in bottoms),
+        " ".join('top: "%s"' % t for t in ([name] if tops is None else tops)), params)

@@ -3,7 +3,6 @@ convolution before them, channels_last weights, same outputs under the same name
 import json
 
 import numpy as np
-import pytest
 import torch
 
 import netdef

@@ -16,18 +16,7 @@ import torch
 
 import netdef
 from compiler.backends.summary import summarize
-from tests.nets import parse_text
-
-
-def inputs(**shapes):
-    return "".join('layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n'
-                   % (name, name, " ".join("dim: %d" % d for d in shape))
-                   for name, shape in shapes.items())
-
-
-def layer(name, type_, bottoms, params="", top=None):
-    return 'layer { name: "%s" type: "%s" %s top: "%s" %s }\n' % (
-        name, type_, " ".join('bottom: "%s"' % b for b in bottoms), top or name, params)
+from tests.nets import inputs, layer, parse_text
 
 
 def compile_text(text, weights=None):
@@ -136,7 +125,7 @@ def test_permute_refuses_bad_orders(order, message):
 
 def test_permute_is_never_in_place():
     e = refused(inputs(data=(2, 3, 4, 5)) +
-                layer("perm", "Permute", ["data"], "permute_param { order: 0 order: 2 }", top="data"))
+                layer("perm", "Permute", ["data"], "permute_param { order: 0 order: 2 }", tops=["data"]))
     assert e.layer == "perm" and "in-place" in e.message
 
 

@@ -12,20 +12,7 @@ import torch
 
 import netdef
 from compiler.layers.loss import loss_weight
-from tests.nets import parse_text
-
-
-def inputs(**shapes):
-    """Input layers, one per blob: inputs(data=(2, 3), label=(2,))."""
-    return "".join('layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n'
-                   % (name, name, " ".join("dim: %d" % d for d in shape))
-                   for name, shape in shapes.items())
-
-
-def layer(name, type_, bottoms, params="", tops=None):
-    return 'layer { name: "%s" type: "%s" %s %s %s }\n' % (
-        name, type_, " ".join('bottom: "%s"' % b for b in bottoms),
-        " ".join('top: "%s"' % t for t in ([name] if tops is None else tops)), params)
+from tests.nets import inputs, layer, parse_text
 
 
 def compile_text(text):

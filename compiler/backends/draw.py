@@ -21,7 +21,7 @@ from google.protobuf import text_format
 
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.passes.validate import human_bytes, layer_params
+from compiler.passes.validate import layer_params
 
 # Fill colours by type family (Caffe's draw_net colours, lightened so text stays readable).
 COLORS = {"Convolution": "#ff9a8a", "Deconvolution": "#ff9a8a", "Pooling": "#ffc266",
