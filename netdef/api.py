@@ -1,13 +1,12 @@
 """The Python API: parse a net into the IR, compile it to a module, load weights, save."""
-import io
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from compiler.backends import torch_fx, torch_weights
-from compiler.backends.caffemodel import export_caffemodel
+from compiler.backends.caffemodel import caffemodel_chunks, export_caffemodel
+from compiler.backends.prototxt import net_to_text
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
@@ -88,8 +87,7 @@ def read_weights(weights):
                 for k, v in weights.items()], None
     file = str(weights)
     if file.endswith(SAVED_SUFFIX):
-        _, arrays = _read_saved(Path(file))
-        return [caffemodel.LayerBlobs(k, "", v, [False] * len(v)) for k, v in arrays.items()], file
+        return _read_saved(Path(file))[1], file
     return caffemodel.read_caffemodel(file), file
 
 
@@ -99,32 +97,23 @@ def load_weights(net, gm, weights, strict=True):
 
 
 def save(gm, path):
-    """Save a compiled module as a .netdef file: a zip holding the net as prototxt and its
-    blobs as .npy arrays. Loading it (netdef.load) parses and never unpickles."""
-    from compiler.backends.prototxt import net_to_text
+    """Save a compiled module as a .netdef file: a zip holding the net as prototxt text and
+    its blobs as a .caffemodel. Loading it (netdef.load) parses both; nothing is unpickled."""
     net = gm.netdef_ir
-    blobs = torch_weights.module_blobs(net, gm)
-    index = {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("net.prototxt", net_to_text(net))
-        for name, arrays in blobs.items():
-            index[name] = []
-            for i, arr in enumerate(arrays):
-                entry = "blobs/%d_%d.npy" % (len(index) - 1, i)
-                buf = io.BytesIO()
-                np.save(buf, arr, allow_pickle=False)
-                z.writestr(entry, buf.getvalue())
-                index[name].append(entry)
-        z.writestr("blobs.json", json.dumps(index))
+        with z.open("weights.caffemodel", "w") as f:
+            for chunk in caffemodel_chunks(net, torch_weights.module_blobs(net, gm)):
+                f.write(chunk)
 
 
 def _read_saved(path):
+    """-> (prototxt text, [LayerBlobs])"""
     try:
         with zipfile.ZipFile(path) as z:
             text = z.read("net.prototxt").decode("utf-8")
-            index = json.loads(z.read("blobs.json"))
-            arrays = {name: [np.load(io.BytesIO(z.read(e)), allow_pickle=False) for e in entries]
-                      for name, entries in index.items()}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            # A bytearray keeps the arrays that view it writable (see read_caffemodel).
+            weights = bytearray(z.read("weights.caffemodel"))
+    except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as e:
         raise NetdefError(str(path), None, None, "not a valid .netdef file: %s" % e) from None
-    return text, arrays
+    return text, caffemodel.parse_caffemodel(weights, str(path))
