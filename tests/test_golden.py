@@ -45,3 +45,22 @@ def test_layer_case(name, tmp_path):
 def test_net_case(name, tmp_path):
     ok, line = run_case(GOLDEN / "nets" / name, tmp_path)
     assert ok, line
+
+
+@needs_shared
+@pytest.mark.parametrize("group, name", [("layers", "v1_format"), ("layers", "split_explicit"),
+                                         ("nets", "bvlc_googlenet")])
+def test_cli_run_is_how_a_case_is_checked(group, name, tmp_path):
+    """`netdef run` with a real .caffemodel, as a user checks a case by hand."""
+    from netdef.cli import main
+    case_dir = GOLDEN / group / name
+    case = json.loads((case_dir / "case.json").read_text())
+    weights = case_dir / "weights.caffemodel"
+    if not weights.exists():
+        weights = tmp_path / "weights.caffemodel"
+        weights.write_bytes(shared_tool("caffe_weights").caffemodel_bytes(case["params"]))
+    out = tmp_path / "out.npz"
+    assert main(["run", str(case_dir / case["prototxt"]), "--weights", str(weights),
+                 "--input", str(case_dir / "input.npz"), "--output", str(out), "--blobs", "all"]) == 0
+    ok, line = shared_tool("check_golden").check_case(str(case_dir), str(out))
+    assert ok, line
