@@ -36,7 +36,7 @@ def child(kind, batch, weights):
     if kind == "hand":
         from handwritten_resnet50 import ResNet50
         model = ResNet50().eval()
-        model.load_state_dict(torch.load(weights))
+        model.load_state_dict(torch.load(weights, weights_only=True))
     else:
         model = netdef.load(RESNET50, weights=weights, input_shapes={"data": (batch, 3, 224, 224)},
                             fast=kind == "fast").eval()
