@@ -6,6 +6,7 @@ Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k.
 Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
 """
 import torch.nn as nn
+from torch.nn.utils import skip_init
 
 from compiler.layers.base import LayerDef, ShapeError, prod, spatial_geometry
 from compiler.layers.fillers import fill
@@ -67,8 +68,9 @@ class _ConvBase(LayerDef):
                (3, True): nn.ConvTranspose3d}.get((nspatial, self.transposed))
         if cls is None:
             raise ShapeError("%d-D %s is not supported by the PyTorch backend" % (nspatial, self.type))
-        m = cls(shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride), padding=tuple(pad),
-                dilation=tuple(dilation), groups=p.group, bias=p.bias_term)
+        # skip_init: Caffe's fillers below set every value, PyTorch's own init would be wasted.
+        m = skip_init(cls, shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride),
+                      padding=tuple(pad), dilation=tuple(dilation), groups=p.group, bias=p.bias_term)
         fill(m.weight.data, p.weight_filler if p.HasField("weight_filler") else None)
         if p.bias_term:
             fill(m.bias.data, p.bias_filler if p.HasField("bias_filler") else None)
