@@ -60,8 +60,10 @@ class Net:
 
     @property
     def inputs(self):
-        """SSA ids of the blobs that Input layers provide, in declaration order."""
-        return [t for layer in self.layers if layer.type == "Input" for t in layer.tops]
+        """SSA ids of the blobs that input layers (Input, the data layers) provide, in
+        declaration order: the module's arguments."""
+        return [t for layer in self.layers if layer.defn is not None and layer.defn.is_input
+                for t in layer.tops]
 
     @property
     def outputs(self):

@@ -130,6 +130,23 @@ def test_in_place_leaves_returned_blobs_alone():
         assert_close(got[name], want[name])
 
 
+def test_net_with_a_data_layer_folds_with_the_given_input_shapes():
+    # A Data layer's tops are inputs like an Input layer's: the folded net is reshaped
+    # with their shapes too (it used to fail: only Input tops were carried over).
+    data = 'layer { name: "data" type: "Data" top: "data" top: "label" }\n'
+    text = data + NET[len(HEADER):]
+    net = parse_text(text, input_shapes={"data": (2, 3, 8, 8), "label": (2,)})
+    w = weights(net)
+    x = torch.randn(2, 3, 8, 8)
+    label = torch.zeros(2)
+    fast = netdef.compile_net(net, w, fast=True)
+    assert fast.input_names == ["data", "label"]
+    with torch.no_grad():
+        want, got = netdef.compile_net(net, w)(x, label), fast(x, label)
+    for name in want:
+        assert_close(got[name], want[name])
+
+
 def test_batchnorm_with_batch_statistics_is_not_folded():
     text = NET.replace(BN, "batch_norm_param { use_global_stats: false }")
     assert [c[0].name for c in find_chains(parse_text(text), ["fc"])] == ["conv2"]

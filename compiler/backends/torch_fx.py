@@ -21,9 +21,6 @@ from compiler.layers.base import canonical_axis
 from compiler.layers.normalization import batch_norm_scale
 from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
-INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
-               "DummyData", "AnnotatedData")
-
 # Layer types whose lowering always returns a newly allocated tensor that its own backward
 # does not read: a ReLU or a sum may overwrite that tensor when nothing else sees it (see
 # private_fresh_bottoms). Views (Split, Slice, Crop, Reshape, Flatten, Dropout in TEST)
@@ -66,7 +63,7 @@ def build_module(net, outputs=None):
     returned = {net.latest[name] for name in outputs if name in net.latest}
     for layer in net.layers:
         defn = registry.get(layer.type)
-        if layer.type in INPUT_TYPES:
+        if defn.is_input:
             for t in layer.tops:
                 env[t] = graph.placeholder(python_name(net.blobs[t].name, taken))
             continue
@@ -96,8 +93,7 @@ def build_module(net, outputs=None):
     graph.output({name: env[net.latest[name]] for name in outputs})
     gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
     gm.caffe_layer_names = module_names
-    gm.input_names = [net.blobs[t].name for layer in net.layers if layer.type in INPUT_TYPES
-                      for t in layer.tops]
+    gm.input_names = [net.blobs[t].name for t in net.inputs]
     gm.output_names = list(outputs)
     return gm
 

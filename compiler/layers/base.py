@@ -3,6 +3,7 @@
 A LayerDef holds everything netdef knows about one layer type, in one place:
 - `param_field`: the LayerParameter field with its parameters (Caffe's defaults come from
   the schema, so reading `layer.param.<field>` gives the value Caffe would use);
+- `is_input`: its tops are the net's inputs, placeholders of the module;
 - `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
 - `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
 - `macs()`: multiply-accumulates per item of the batch;
@@ -29,6 +30,9 @@ class LayerDef:
     blob_names = ()             # attribute names of the learnable blobs, in Caffe order
     bottoms = (1, 1)            # (min, max) bottom count; max None = any
     tops = (1, 1)
+    # A layer whose tops are the net's inputs (Input, the data layers): the module takes
+    # them as arguments instead of computing them.
+    is_input = False
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()

@@ -13,6 +13,7 @@ class Input(LayerDef):
     param_field = "input_param"
     bottoms = (0, 0)
     tops = (1, None)
+    is_input = True
 
     def shape(self, layer, shapes):
         declared = [tuple(s.dim) for s in layer.param.input_param.shape]
@@ -32,6 +33,7 @@ class DataLayer(LayerDef):
     """A layer that reads a dataset: its tops are the network's inputs."""
     bottoms = (0, 0)
     tops = (1, None)
+    is_input = True
 
     def shape(self, layer, shapes):
         raise ShapeError("%s layer: its output shape comes from the dataset, which netdef does "
