@@ -50,7 +50,7 @@ class Net:
         self.latest = {}                 # Caffe blob name -> SSA id of its final value
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
-        self.shared_params = {}          # param name -> [(layer name, blob index)]
+        self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
 
     def layer(self, name):
         for layer in self.layers:

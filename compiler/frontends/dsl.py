@@ -1025,7 +1025,6 @@ def load_dsl(path, phase="TEST", stages=(), level=0, net=None, text=None):
     spec = load_spec(path, net, text)
     check_phase(spec, phase, stages, level)
     out = Net(spec.name, [_ir_layer(m) for m in spec.layers], file=str(path), phase=phase)
-    out.proto_state = (phase, tuple(stages), level)
     filter_phase(out, phase, stages, level)
     return out
 
@@ -1042,9 +1041,7 @@ def load_proto(path, net=None, text=None):
 
 
 def _ir_layer(made):
-    layer = Layer(name=made.param.name, type=made.param.type, param=made.param, line=made.line, file=made.file)
-    layer.col = made.col
-    return layer
+    return Layer(name=made.param.name, type=made.param.type, param=made.param, line=made.line, file=made.file)
 
 
 def check_phase(spec, phase, stages=(), level=0, unique_names=True):

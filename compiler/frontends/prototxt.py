@@ -170,7 +170,6 @@ def load_net(path, phase="TEST", stages=(), level=0, text=None):
 
 def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
     net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file, phase=phase)
-    net.proto_state = (phase, tuple(stages), level)
     from compiler.passes.phase import filter_phase
     filter_phase(net, phase, stages, level)
     return net

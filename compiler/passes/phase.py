@@ -36,7 +36,7 @@ def filter_phase(net, phase="TEST", stages=(), level=0):
             if layer_included(layer.param, phase, stages, level):
                 kept.append(layer)
             else:
-                net.excluded_layers.append(layer)   # for wiring's hints on missing blobs
+                net.excluded_layers.append(layer)
         except ValueError:
             raise NetdefError(layer.file, layer.line, layer.name,
                               "a layer may have include rules or exclude rules, not both") from None

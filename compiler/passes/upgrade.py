@@ -22,7 +22,6 @@ V1_TYPES = {
     "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
     "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
 }
-V2_TO_V1 = {v: k for k, v in V1_TYPES.items()}
 
 # V1 fields copied unchanged into the V2 layer (same message types and names).
 _COPIED = [f.name for f in caffe_pb2.V1LayerParameter.DESCRIPTOR.fields

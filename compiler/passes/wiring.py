@@ -27,7 +27,7 @@ def wire(net):
         for t in layer.param.top:
             writers.setdefault(t, layer.name)
     excluded = {}     # Caffe name -> a layer that writes it but the phase filter dropped
-    for layer in getattr(net, "excluded_layers", []):
+    for layer in net.excluded_layers:
         for t in layer.param.top:
             excluded.setdefault(t, layer.name)
 
@@ -99,10 +99,6 @@ def wire(net):
             for name in group:
                 aliases[name] = group
     net.latest = dict(current)
-    for layer in net.layers:
-        for i, spec in enumerate(layer.param.param):
-            if spec.name:
-                net.shared_params.setdefault(spec.name, []).append((layer.name, i))
     if errors:
         raise NetdefErrors(errors)
     return net
