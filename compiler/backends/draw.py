@@ -22,6 +22,7 @@ from google.protobuf import text_format
 from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.passes.validate import layer_params
+from compiler.proto import is_repeated
 
 # Fill colours by type family (Caffe's draw_net colours, lightened so text stays readable).
 COLORS = {"Convolution": "#ff9a8a", "Deconvolution": "#ff9a8a", "Pooling": "#ffc266",
@@ -45,17 +46,12 @@ def _dims(values):
     return "x".join(str(v) for v in values)
 
 
-def _repeated(field):
-    # FieldDescriptor.is_repeated is new in protobuf 5; .label is gone in protobuf 7.
-    return field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
-
-
 def _axis(p, field, h, w, default):
     """One of kernel/stride/pad per spatial axis as written (Convolution repeats it,
     Pooling has a single value; both have the _h/_w forms)."""
     if p.HasField(h) or p.HasField(w):
         return [getattr(p, h) if p.HasField(h) else default, getattr(p, w) if p.HasField(w) else default]
-    if _repeated(p.DESCRIPTOR.fields_by_name[field]):
+    if is_repeated(p.DESCRIPTOR.fields_by_name[field]):
         return list(getattr(p, field)) or [default]
     return [getattr(p, field)] if p.HasField(field) else [default]
 
@@ -91,15 +87,15 @@ def key_params(layer):
         return "%s out" % (q.num_output if q.HasField("num_output") else "?")
     parts = []
     for field, value in p.ListFields():
-        if field.name in _COMMON or field.message_type is None or _repeated(field):
+        if field.name in _COMMON or field.message_type is None or is_repeated(field):
             continue
         for sub, v in value.ListFields():
             if sub.message_type is not None:
                 continue                     # fillers and nested shapes: too long for a box
             if sub.enum_type is not None:
-                v = [sub.enum_type.values_by_number[x].name for x in v] if _repeated(sub) else \
+                v = [sub.enum_type.values_by_number[x].name for x in v] if is_repeated(sub) else \
                     sub.enum_type.values_by_number[v].name
-            parts.append("%s %s" % (sub.name, ",".join(map(_short, v)) if _repeated(sub) else _short(v)))
+            parts.append("%s %s" % (sub.name, ",".join(map(_short, v)) if is_repeated(sub) else _short(v)))
     text = ", ".join(parts)
     return text if len(text) <= 48 else text[:45] + "..."
 

@@ -14,9 +14,9 @@ import re
 import numpy as np
 
 from compiler.errors import NetdefError
-from compiler.frontends.dsl_ops import ADD, IN_PLACE, OPS, is_repeated, op_for_type
+from compiler.frontends.dsl_ops import ADD, IN_PLACE, OPS, op_for_type
 from compiler.frontends.dsl import BUILTINS
-from compiler.proto import caffe_pb2
+from compiler.proto import caffe_pb2, is_repeated
 
 KEYWORDS = {"import", "block", "net", "for", "in", "if", "else", "return", "input", "expect",
             "phase", "as", "and", "or", "not", "true", "false", "none"}

@@ -6,7 +6,7 @@ value of the language becomes a protobuf field. The reader (dsl.py) and the writ
 import difflib
 from dataclasses import dataclass, field
 
-from compiler.proto import caffe_pb2
+from compiler.proto import caffe_pb2, is_repeated
 
 # The LayerParameter field holding each type's own parameters (Caffe's layer sources read
 # these; loss layers' common settings are loss_param). A type not listed here uses the
@@ -189,13 +189,6 @@ def set_field(msg, name, value, node=None):
         _fill(sub, value, name, node)
     else:
         setattr(msg, name, _scalar(f, value, node))
-
-
-def is_repeated(f):
-    # protobuf 5.x+ has FieldDescriptor.is_repeated and drops `label` in newer releases;
-    # older ones have only `label`.
-    flag = getattr(f, "is_repeated", None)
-    return flag if flag is not None else f.label == f.LABEL_REPEATED
 
 
 def _fill(sub, value, name, node):

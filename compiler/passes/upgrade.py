@@ -6,7 +6,7 @@ become param { name } (shared weights), and layer names are kept so weights matc
 """
 from compiler.errors import NetdefError
 from compiler.ir import Layer
-from compiler.proto import caffe_pb2
+from compiler.proto import caffe_pb2, is_repeated
 
 V1_TYPES = {
     "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
@@ -38,9 +38,7 @@ def v1_to_v2(v1, file=None, line=None):
     out.type = V1_TYPES[enum_name]
     for name in _COPIED:
         src = getattr(v1, name)
-        # Repeated fields are containers (the descriptor's label/is_repeated API differs
-        # between protobuf versions; this test works on all of them).
-        if hasattr(src, "extend"):
+        if is_repeated(v1.DESCRIPTOR.fields_by_name[name]):
             getattr(out, name).extend(src)
         elif v1.HasField(name):
             getattr(out, name).CopyFrom(src)

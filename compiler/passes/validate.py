@@ -17,6 +17,7 @@ from compiler.layers.base import ShapeError, prod
 from compiler.layers.fillers import FILLER_TYPES
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
+from compiler.proto import is_repeated
 
 DEFAULT_MAX_MEMORY = 16 << 30
 MEMORY_ENV = "NETDEF_MAX_MEMORY"
@@ -125,7 +126,7 @@ def _fillers(message):
     for field, value in message.ListFields():
         if field.message_type is None:
             continue
-        for item in (value if isinstance(value, (list, tuple)) or hasattr(value, "add") else [value]):
+        for item in (value if is_repeated(field) else [value]):
             if field.message_type.full_name == "caffe.FillerParameter":
                 yield field.name, item
             else:
