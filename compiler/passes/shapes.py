@@ -32,6 +32,15 @@ def check_dims(shape, what):
             raise ShapeError("%s has an absurdly large dimension: %s" % (what, list(shape)))
 
 
+def check_count(blobs, bounds, message):
+    """A LayerDef's (min, max) bottom or top count; max None means any number."""
+    lo, hi = bounds
+    n = len(blobs)
+    if n < lo or (hi is not None and n > hi):
+        want = str(lo) if lo == hi else ("%d or more" % lo if hi is None else "%d to %d" % (lo, hi))
+        raise ShapeError(message % (want, n))
+
+
 def infer_shapes(net, input_shapes=None):
     input_shapes = dict(input_shapes or {})
     errors = []
@@ -44,16 +53,8 @@ def infer_shapes(net, input_shapes=None):
         if any(s is None for s in shapes):
             continue  # an earlier error already explains this layer's inputs
         try:
-            lo, hi = defn.bottoms
-            n = len(layer.bottoms)
-            if n < lo or (hi is not None and n > hi):
-                want = str(lo) if lo == hi else ("%d or more" % lo if hi is None else "%d to %d" % (lo, hi))
-                raise ShapeError("%s takes %s bottoms, got %d" % (layer.type, want, n))
-            lo, hi = defn.tops
-            n = len(layer.tops)
-            if n < lo or (hi is not None and n > hi):
-                want = str(lo) if lo == hi else ("%d or more" % lo if hi is None else "%d to %d" % (lo, hi))
-                raise ShapeError("%s gives %s tops, got %d" % (layer.type, want, n))
+            check_count(layer.bottoms, defn.bottoms, "%s takes %%s bottoms, got %%d" % layer.type)
+            check_count(layer.tops, defn.tops, "%s gives %%s tops, got %%d" % layer.type)
             given = [input_shapes.get(net.blobs[t].name) for t in layer.tops]
             if not layer.bottoms and all(g is not None for g in given):
                 out = [tuple(int(d) for d in g) for g in given]
