@@ -17,7 +17,6 @@ import torch.nn as nn
 
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.layers.base import canonical_axis
 from compiler.layers.normalization import batch_norm_scale
 from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
@@ -103,14 +102,12 @@ def _fusable_batch_norm(net, layer, readers, returned):
     writes a batch norm as BatchNorm then Scale, and running them as one F.batch_norm call
     makes one pass over the activation instead of two, as nn.BatchNorm2d does. No one can
     tell: the value between them is neither read elsewhere nor returned."""
-    if layer.type != "Scale" or len(layer.bottoms) != 1:
+    if layer.type != "Scale" \
+            or not layer.defn.per_channel(layer, [net.blobs[b].shape for b in layer.bottoms]):
         return None
     bottom = layer.bottoms[0]
     producer = net.layer(net.blobs[bottom].producer)
-    shape = net.blobs[bottom].shape
-    p = layer.param.scale_param
-    if producer.type != "BatchNorm" or readers[bottom] != 1 or bottom in returned \
-            or len(shape) < 2 or canonical_axis(p.axis, len(shape)) != 1 or p.num_axes != 1:
+    if producer.type != "BatchNorm" or readers[bottom] != 1 or bottom in returned:
         return None
     return producer
 

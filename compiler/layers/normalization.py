@@ -78,6 +78,12 @@ class BatchNorm(LayerDef):
         c = _bn_channels(shapes[0])
         return [(c,), (c,), (1,)]
 
+    def uses_global_stats(self, layer, phase):
+        """Whether the layer normalizes with its stored statistics in `phase` (TRAIN or
+        TEST): Caffe's use_global_stats defaults to (phase == TEST)."""
+        p = layer.param.batch_norm_param
+        return p.use_global_stats if p.HasField("use_global_stats") else phase == "TEST"
+
     def lower(self, layer, shapes):
         p = layer.param.batch_norm_param
         return CaffeBatchNorm(_bn_channels(shapes[0]), p.eps, p.moving_average_fraction,

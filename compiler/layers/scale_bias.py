@@ -65,6 +65,13 @@ class Scale(_Broadcast):
         learned = ("weight",) if len(shapes) == 1 else ()
         return learned + (("bias",) if layer.param.scale_param.bias_term else ())
 
+    def per_channel(self, layer, shapes):
+        """One learned factor per channel (axis 1, num_axes 1) of a bottom with a channel
+        axis: the Scale after a BatchNorm, which the backend fuses and the fast path folds."""
+        p = layer.param.scale_param
+        return len(shapes) == 1 and len(shapes[0]) >= 2 and p.num_axes == 1 \
+            and canonical_axis(p.axis, len(shapes[0])) == 1
+
     def lower(self, layer, shapes):
         p = layer.param.scale_param
         _, operand = operand_geometry(p, shapes)

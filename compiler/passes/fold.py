@@ -24,12 +24,6 @@ from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 
 
-def _uses_global_stats(layer, phase):
-    # Caffe's BatchNormLayer: use_global_stats defaults to (phase == TEST).
-    p = layer.param.batch_norm_param
-    return p.use_global_stats if p.HasField("use_global_stats") else phase == "TEST"
-
-
 def _shares_params(layer):
     return any(spec.name for spec in layer.param.param)
 
@@ -57,22 +51,15 @@ def find_chains(net, outputs):
         bn = scale = None
         nxt = sole_reader(conv)
         if nxt is not None and nxt.type == "BatchNorm" and not _shares_params(nxt) \
-                and _uses_global_stats(nxt, net.phase):
+                and nxt.defn.uses_global_stats(nxt, net.phase):
             bn = nxt
             nxt = sole_reader(bn)
         if nxt is not None and nxt.type == "Scale" and not _shares_params(nxt) \
-                and _per_channel(nxt, net):
+                and nxt.defn.per_channel(nxt, [net.blobs[nxt.bottoms[0]].shape]):
             scale = nxt
         if bn is not None or scale is not None:
             chains.append((conv, bn, scale))
     return chains
-
-
-def _per_channel(scale, net):
-    """A Scale whose factor is one value per channel (axis 1, num_axes 1)."""
-    ndim = len(net.blobs[scale.bottoms[0]].shape)
-    p = scale.param.scale_param
-    return (p.axis + ndim if p.axis < 0 else p.axis) == 1 and p.num_axes == 1
 
 
 def _folded_blobs(conv_blobs, bn_blobs, scale_blobs, bn_eps):
