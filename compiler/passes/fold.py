@@ -1,6 +1,6 @@
-"""The inference fast path: fold BatchNorm and Scale into the Convolution before them,
-compute two-bottom Eltwise SUM in place where that is safe, and store 4-D weights
-channels_last.
+"""The inference fast path: fold BatchNorm and Scale into the Convolution before them and
+store 4-D weights channels_last. (In-place ReLUs and sums are not this pass's: every
+module the backend builds has them, see fast_path.)
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
 maps per output channel, so conv -> BatchNorm [-> Scale] equals one convolution with
