@@ -27,7 +27,17 @@ def net_blob_slots(net, gm):
     return slots
 
 
-def _fits(arr_shape, want, legacy):
+def blobs_by_layer(file_layers):
+    """{layer name: LayerBlobs} of the file's layers that have blobs; the first of a name wins."""
+    by_name = {}
+    for fl in file_layers:
+        if fl.blobs:
+            by_name.setdefault(fl.name, fl)
+    return by_name
+
+
+def blob_fits(arr_shape, want, legacy):
+    """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
     if tuple(arr_shape) == tuple(want):
         return True
     # Old caffemodels store every blob as 4-D num/channels/height/width.
@@ -36,30 +46,26 @@ def _fits(arr_shape, want, legacy):
 
 def load_blobs(net, gm, file_layers, strict=True, file=None):
     """file_layers: list of caffemodel.LayerBlobs. Returns {"missing", "extra", "mismatched"}."""
-    by_name = {}
-    for fl in file_layers:
-        if fl.blobs:
-            by_name.setdefault(fl.name, fl)
+    by_name = blobs_by_layer(file_layers)
     report = {"missing": [], "extra": [], "mismatched": []}
-    used = set()
     assignments = []
     for layer, slots in net_blob_slots(net, gm):
         fl = by_name.get(layer.name)
         if fl is None:
             report["missing"].append(layer.name)
             continue
-        used.add(layer.name)
         if len(fl.blobs) != len(slots):
             report["mismatched"].append("%s: %d blobs in the file, %d expected"
                                         % (layer.name, len(fl.blobs), len(slots)))
             continue
         for i, ((attr, tensor, want), arr, legacy) in enumerate(zip(slots, fl.blobs, fl.legacy)):
-            if not _fits(arr.shape, want, legacy):
+            if not blob_fits(arr.shape, want, legacy):
                 report["mismatched"].append("%s blob %d (%s): %s in the file, %s expected"
                                             % (layer.name, i, attr, list(arr.shape), list(want)))
                 continue
             assignments.append((tensor, arr.reshape(tensor.shape)))
-    report["extra"] = [n for n in by_name if n not in used and n not in {l.name for l in net.layers}]
+    in_net = {layer.name for layer in net.layers}
+    report["extra"] = [n for n in by_name if n not in in_net]
     if strict and any(report.values()):
         parts = []
         if report["missing"]:

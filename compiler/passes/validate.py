@@ -197,11 +197,8 @@ def check_shared_params(net, skip=()):
 def check_weights(net, file_layers, file):
     """Compare caffemodel blobs (caffemodel.LayerBlobs) with a valid, shaped net: one error
     per layer, located at the layer in the net file."""
-    from compiler.backends.torch_weights import _fits
-    by_name = {}
-    for fl in file_layers:
-        if fl.blobs:
-            by_name.setdefault(fl.name, fl)
+    from compiler.backends.torch_weights import blob_fits, blobs_by_layer
+    by_name = blobs_by_layer(file_layers)
     errors = []
     names = set()
     for layer in net.layers:
@@ -220,7 +217,7 @@ def check_weights(net, file_layers, file):
                                       % (file, len(fl.blobs), len(want))))
         else:
             for i, (arr, w, legacy) in enumerate(zip(fl.blobs, want, fl.legacy)):
-                if not _fits(arr.shape, w, legacy):
+                if not blob_fits(arr.shape, w, legacy):
                     errors.append(NetdefError(*where, "blob %d is %s in %s, the net expects %s"
                                               % (i, list(arr.shape), file, list(w)),
                                               "do these weights belong to this net?"))
