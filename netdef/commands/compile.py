@@ -21,10 +21,10 @@ def add_parser(sub):
 
 def run(args):
     import netdef
-    from netdef.summary import print_summary
+    from compiler.backends.summary import format_summary
     net = parse_net(args)
     gm = netdef.compile_net(net, args.weights, strict=not args.no_strict, fast=args.fast)
-    print_summary(gm.netdef_ir, args.format)
+    print(format_summary(gm.netdef_ir, args.format))
     if args.output:
         write_atomic(args.output, lambda tmp: netdef.save(gm, tmp))
         print("saved %s" % args.output)
