@@ -7,7 +7,7 @@ blobs are missing or of the wrong shape. Exit 0 when the net is valid, 1 otherwi
 import json
 
 from compiler.errors import NetdefError, NetdefErrors
-from netdef.commands import add_net_arguments, parse_input_shapes
+from netdef.commands import add_net_arguments, read_and_validate
 
 
 def add_parser(sub):
@@ -21,11 +21,10 @@ def add_parser(sub):
 
 def run(args):
     from compiler.backends.summary import summarize
-    from compiler.passes.validate import check_weights, validate
-    from netdef.api import read_net, read_weights
+    from compiler.passes.validate import check_weights
+    from netdef.api import read_weights
     try:
-        net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
-        errors = validate(net, parse_input_shapes(args.input_shape), args.max_memory)
+        net, errors = read_and_validate(args)
         if args.weights and not errors:
             layers, file = read_weights(args.weights)
             errors = check_weights(net, layers, file)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from compiler.errors import NetdefError
-from netdef.commands import add_net_arguments, parse_input_shapes, write_atomic
+from netdef.commands import add_net_arguments, read_and_validate, write_atomic
 
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".html")
 
@@ -25,14 +25,11 @@ def add_parser(sub):
 
 def run(args):
     from compiler.backends import draw
-    from compiler.passes.validate import validate
-    from netdef.api import read_net
     suffix = Path(args.output).suffix.lower()
     if suffix not in FORMATS:
         raise NetdefError(args.output, None, None, "cannot draw to a '%s' file" % suffix,
                           "use one of " + ", ".join(FORMATS))
-    net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
-    errors = validate(net, parse_input_shapes(args.input_shape), args.max_memory)
+    net, errors = read_and_validate(args)
     view = draw.build_view(net, errors)
     if suffix == ".html":
         content = draw.to_html(view, args.rankdir).encode("utf-8")
