@@ -190,9 +190,8 @@ def upgrade_layers(proto, file=None, lines=None):
                           "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
                           "`layers { type: CONVOLUTION }` (V1)")
     if proto.layers:
-        params = [upgrade.v1_to_v2(v1, file, ln) for v1, ln in
-                  zip(proto.layers, _pad(lines["layers"], len(proto.layers)))]
         layer_lines = _pad(lines["layers"], len(proto.layers))
+        params = [upgrade.v1_to_v2(v1, file, ln) for v1, ln in zip(proto.layers, layer_lines)]
     else:
         params = list(proto.layer)
         layer_lines = _pad(lines["layer"], len(proto.layer))
