@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.backends import torch_fx, torch_weights
-from compiler.backends.caffemodel import caffemodel_chunks, export_caffemodel
+from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
 from compiler.backends.prototxt import net_to_text
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import caffemodel, prototxt
@@ -103,8 +103,7 @@ def save(gm, path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("net.prototxt", net_to_text(net))
         with z.open("weights.caffemodel", "w") as f:
-            for chunk in caffemodel_chunks(net, torch_weights.module_blobs(net, gm)):
-                f.write(chunk)
+            write_caffemodel(f, net, gm)
 
 
 def _read_saved(path):

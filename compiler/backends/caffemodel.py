@@ -66,13 +66,18 @@ def caffemodel_chunks(net, blobs):
         yield from body
 
 
+def write_caffemodel(f, net, gm):
+    """Write the module's current blobs as a .caffemodel to the binary file `f`. Blobs are
+    written as float32, Caffe's type."""
+    for chunk in caffemodel_chunks(net, torch_weights.module_blobs(net, gm)):
+        f.write(chunk)
+
+
 def export_caffemodel(net, gm, path, prototxt_path=None):
     """Write the module's current blobs as a .caffemodel at `path` (and the net as prototxt
-    text at `prototxt_path` when given). Blobs are written as float32, Caffe's type."""
-    blobs = torch_weights.module_blobs(net, gm)
+    text at `prototxt_path` when given)."""
     with open(path, "wb") as f:
-        for chunk in caffemodel_chunks(net, blobs):
-            f.write(chunk)
+        write_caffemodel(f, net, gm)
     if prototxt_path is not None:
         with open(prototxt_path, "w") as f:
             f.write(net_to_text(net))
