@@ -154,15 +154,21 @@ def check_fillers(net):
     return errors
 
 
+def _shaped_layers(net, skip):
+    """(layer, its LayerDef, its bottoms' shapes) of the layers of a known type whose
+    bottoms are all shaped, except those named in `skip`."""
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        if layer.name not in skip and defn is not None and all(s is not None for s in shapes):
+            yield layer, defn, shapes
+
+
 def check_blob_shapes(net, skip=()):
     """The learnable blobs of each shaped layer: their rule may refuse bottoms that the
     shape rule let through (BatchNorm on a 0-axis blob), and every later step needs them."""
     errors = []
-    for layer in net.layers:
-        defn = registry.get(layer.type)
-        shapes = [net.blobs[b].shape for b in layer.bottoms]
-        if layer.name in skip or defn is None or any(s is None for s in shapes):
-            continue
+    for layer, defn, shapes in _shaped_layers(net, skip):
         try:
             defn.blob_shapes(layer, shapes)
         except ShapeError as e:
@@ -175,11 +181,7 @@ def check_shared_params(net, skip=()):
     STRICT share mode), as the module builder requires; `skip` names failed layers."""
     errors = []
     first = {}        # param name -> (layer name, shape)
-    for layer in net.layers:
-        defn = registry.get(layer.type)
-        shapes = [net.blobs[b].shape for b in layer.bottoms]
-        if layer.name in skip or defn is None or any(s is None for s in shapes):
-            continue
+    for layer, defn, shapes in _shaped_layers(net, skip):
         blob_shapes = defn.blob_shapes(layer, shapes)
         for i, spec in enumerate(layer.param.param[:len(blob_shapes)]):
             if not spec.name:
