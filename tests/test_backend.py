@@ -65,3 +65,38 @@ def test_fused_and_separate_layers_compute_the_same_in_test_and_train_modes():
 def test_a_returned_batchnorm_output_is_not_fused():
     model = build(["bnout", "sum"])
     assert {"bn", "sc"} <= {n.target for n in model.graph.nodes if n.op == "call_module"}
+
+
+def test_a_registered_replacement_of_scale_is_never_fused_or_folded():
+    from compiler.layers import registry
+    from compiler.layers.scale_bias import Scale
+
+    class Doubling(netdef.LayerDef):
+        type = "Scale"
+
+        def shape(self, layer, shapes):
+            return [shapes[0]]
+
+        def lower(self, layer, shapes):
+            return _Double()
+
+    class _Double(torch.nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    builtin = registry.get("Scale")
+    registry.register(Doubling(), replace=True)
+    try:
+        net = parse_text(NET)
+        w = {k: v for k, v in weights(net).items() if k != "sc"}
+        x = torch.randn(2, 3, 8, 8)
+        for fast in (False, True):
+            model = netdef.compile_net(net, w, fast=fast).eval()
+            reference = netdef.compile_net(net, w, outputs=["bnout", "conv2"]).eval()
+            with torch.no_grad():
+                ref = reference(x)
+                want = torch.relu(2 * ref["bnout"] + ref["conv2"])
+                torch.testing.assert_close(model(x)["sum"], want)
+    finally:
+        registry.register(builtin, replace=True)
+    assert isinstance(registry.get("Scale"), Scale)

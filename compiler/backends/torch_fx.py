@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.layers.normalization import batch_norm_scale
+from compiler.layers.normalization import BatchNorm, batch_norm_scale
+from compiler.layers.scale_bias import Scale
 from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
 # Layer types whose lowering always returns a newly allocated tensor that its own backward
@@ -102,12 +103,13 @@ def _fusable_batch_norm(net, layer, readers, returned):
     writes a batch norm as BatchNorm then Scale, and running them as one F.batch_norm call
     makes one pass over the activation instead of two, as nn.BatchNorm2d does. No one can
     tell: the value between them is neither read elsewhere nor returned."""
-    if layer.type != "Scale" \
+    # The built-in definitions only: a user's registered replacement lowers to its own module.
+    if not isinstance(layer.defn, Scale) \
             or not layer.defn.per_channel(layer, [net.blobs[b].shape for b in layer.bottoms]):
         return None
     bottom = layer.bottoms[0]
     producer = net.layer(net.blobs[bottom].producer)
-    if producer.type != "BatchNorm" or readers[bottom] != 1 or bottom in returned:
+    if not isinstance(producer.defn, BatchNorm) or readers[bottom] != 1 or bottom in returned:
         return None
     return producer
 

@@ -20,6 +20,9 @@ import torch
 from compiler.backends import torch_fx, torch_weights
 from compiler.frontends.caffemodel import LayerBlobs
 from compiler.ir import Layer, Net
+from compiler.layers.conv import Convolution
+from compiler.layers.normalization import BatchNorm
+from compiler.layers.scale_bias import Scale
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 
@@ -46,15 +49,16 @@ def find_chains(net, outputs):
 
     chains = []
     for conv in net.layers:
-        if conv.type != "Convolution" or _shares_params(conv):
+        if not isinstance(conv.defn, Convolution) or _shares_params(conv):
             continue
         bn = scale = None
         nxt = sole_reader(conv)
-        if nxt is not None and nxt.type == "BatchNorm" and not _shares_params(nxt) \
+        # The built-in definitions only: a user's registered replacement computes its own thing.
+        if nxt is not None and isinstance(nxt.defn, BatchNorm) and not _shares_params(nxt) \
                 and nxt.defn.uses_global_stats(nxt, net.phase):
             bn = nxt
             nxt = sole_reader(bn)
-        if nxt is not None and nxt.type == "Scale" and not _shares_params(nxt) \
+        if nxt is not None and isinstance(nxt.defn, Scale) and not _shares_params(nxt) \
                 and nxt.defn.per_channel(nxt, [net.blobs[nxt.bottoms[0]].shape]):
             scale = nxt
         if bn is not None or scale is not None:
