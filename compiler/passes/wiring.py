@@ -19,7 +19,7 @@ def wire(net):
     aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
     versions = {}     # Caffe name -> number of values written so far
     readers = {}      # SSA id -> names of the layers that read it
-    seen_layers = set()
+    seen_layers = {}           # layer name -> first layer with it
     net.blobs, net.latest, net.blob_order = {}, {}, []
     net.graph.clear()
     writers = {}      # Caffe name -> first layer that writes it (for hints)
@@ -39,8 +39,11 @@ def wire(net):
         if not layer.name:
             fail(layer, "layer of type %s has no name" % (layer.type or "?"), "add name: \"...\"")
         elif layer.name in seen_layers:
-            fail(layer, "duplicate layer name", "layer names must be unique: weights match by name")
-        seen_layers.add(layer.name)
+            first = seen_layers[layer.name]
+            fail(layer, "duplicate layer name (first used%s)" % (" at line %d" % first.line if first.line else ""),
+                 "rename one, e.g. '%s_2': Caffe tolerates duplicates, but netdef names the graph's "
+                 "nodes, the module's submodules and the weights it loads after layers" % layer.name)
+        seen_layers.setdefault(layer.name, layer)
         net.graph.add_node(layer.name, layer=layer)
         layer.bottoms, layer.tops = [], []
         for b in p.bottom:
