@@ -21,13 +21,6 @@ from compiler.layers.normalization import BatchNorm, batch_norm_scale
 from compiler.layers.scale_bias import Scale
 from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
-# Layer types whose lowering always returns a newly allocated tensor that its own backward
-# does not read: a ReLU or a sum may overwrite that tensor when nothing else sees it (see
-# private_fresh_bottoms). Views (Split, Slice, Crop, Reshape, Flatten, Dropout in TEST)
-# and layers whose backward reads their output (Sigmoid, TanH, Exp, Softmax, ReLU) are not
-# here.
-FRESH_OUTPUT = ("Convolution", "InnerProduct", "BatchNorm", "Scale", "Eltwise")
-
 
 def python_name(name, taken):
     """A Caffe name ("conv1/7x7_s2", "res2a_branch1") as a Python identifier, unique in `taken`."""
@@ -127,11 +120,12 @@ def _fuse_batch_norm_scale(graph, env, bn, scale_name):
 
 def private_fresh_bottoms(net, layer, readers, returned):
     """Indices of the bottoms this layer may overwrite without anyone telling: a fresh
-    tensor (FRESH_OUTPUT) that only this layer reads and the module does not return."""
+    tensor (its producer's LayerDef.fresh_output) that only this layer reads and the module
+    does not return."""
     private = []
     for i, b in enumerate(layer.bottoms):
         producer = net.layer(net.blobs[b].producer)
-        if producer.type in FRESH_OUTPUT and len(producer.tops) == 1 and readers[b] == 1 \
+        if producer.defn.fresh_output and len(producer.tops) == 1 and readers[b] == 1 \
                 and b not in returned:
             private.append(i)
     return private

@@ -4,6 +4,8 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `param_field`: the LayerParameter field with its parameters (Caffe's defaults come from
   the schema, so reading `layer.param.<field>` gives the value Caffe would use);
 - `is_input`: its tops are the net's inputs, placeholders of the module;
+- `fresh_output`: its module returns a new tensor that its own backward does not read, so
+  the backend may let a later layer overwrite it (in-place ReLU and sums);
 - `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
 - `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
 - `macs()`: multiply-accumulates per item of the batch;
@@ -33,6 +35,11 @@ class LayerDef:
     # A layer whose tops are the net's inputs (Input, the data layers): the module takes
     # them as arguments instead of computing them.
     is_input = False
+    # The lowered module's top is a newly allocated tensor that its own backward does not
+    # read (Convolution, InnerProduct, BatchNorm, Scale, Eltwise): a ReLU or a sum may then
+    # write into it when nothing else sees it. Views (Split, Slice, Reshape, Dropout in TEST)
+    # and layers whose backward reads their output (Sigmoid, TanH, Exp, Softmax) may not.
+    fresh_output = False
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()

@@ -84,6 +84,7 @@ def _divisors(a, b):
 
 class Convolution(_ConvBase):
     type = "Convolution"
+    fresh_output = True
 
     def shape(self, layer, shapes):
         shape = shapes[0]

@@ -14,6 +14,7 @@ from compiler.layers.fillers import fill
 
 class InnerProduct(LayerDef):
     type = "InnerProduct"
+    fresh_output = True
     param_field = "inner_product_param"
     blob_names = ("weight", "bias")
 

@@ -67,6 +67,7 @@ class CaffeLRN(nn.Module):
 
 class BatchNorm(LayerDef):
     type = "BatchNorm"
+    fresh_output = True
     param_field = "batch_norm_param"
     blob_names = ("mean", "variance", "factor")
     stat_blobs = (0, 1, 2)

@@ -54,6 +54,7 @@ class _Broadcast(LayerDef):
 
 class Scale(_Broadcast):
     type = "Scale"
+    fresh_output = True
     param_field = "scale_param"
     blob_names = ("weight", "bias")
 

@@ -30,6 +30,7 @@ def _shape_text(shape):
 class Eltwise(LayerDef):
     """SUM (with one coeff per bottom), PROD or MAX of bottoms of one shape."""
     type = "Eltwise"
+    fresh_output = True
     param_field = "eltwise_param"
     bottoms = (2, None)
 
