@@ -1,4 +1,7 @@
 """Small nets written inline for the unit tests (the project's own tests stand alone)."""
+import numpy as np
+import pytest
+
 import netdef
 from compiler.frontends import prototxt
 from compiler.passes.shapes import infer_shapes
@@ -15,8 +18,30 @@ def parse_text(text, phase="TEST", stages=(), level=0, input_shapes=None, file="
     return net
 
 
-def compile_text(text, **kw):
-    return netdef.compile_net(parse_text(text, **kw), outputs="all")
+def compile_text(text, weights=None, **kw):
+    """Prototxt text -> module returning every blob."""
+    return netdef.compile_net(parse_text(text, **kw), weights, outputs="all")
+
+
+def refused(text):
+    """The NetdefError that parsing `text` raises (the test fails if none is raised)."""
+    with pytest.raises(netdef.NetdefError) as e:
+        parse_text(text)
+    return e.value
+
+
+def randn(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# A conv and an fc with weights: the net the weight-file tests break and mutate.
+CONV_FC = '''name: "w"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }
+'''
 
 
 def inputs(**shapes):

@@ -17,6 +17,7 @@ import pytest
 
 from compiler.proto import caffe_pb2
 from netdef.cli import main
+from tests.nets import CONV_FC
 
 MALFORMED = Path(__file__).parent / "malformed"
 CATALOGUE = sorted(p for p in MALFORMED.iterdir() if p.suffix in (".prototxt", ".net"))
@@ -77,13 +78,7 @@ def test_malformed_net(path, tmp_path, capsys):
 
 # ---- weights ----
 
-NET = '''name: "w"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-  convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }
-'''
+NET = CONV_FC
 SHAPES = {"conv": [(4, 3, 3, 3), (4,)], "fc": [(5, 144), (5,)]}
 
 

@@ -24,6 +24,7 @@ from compiler.layers import registry
 from compiler.passes.validate import validate
 from compiler.proto import caffe_pb2
 from tests.conftest import CORPUS
+from tests.nets import CONV_FC
 
 MALFORMED = Path(__file__).parent / "malformed"
 SEEDS = sorted(p for p in CORPUS.rglob("*.prototxt") if "solver" not in p.name) if CORPUS.is_dir() else []
@@ -228,13 +229,6 @@ def _caffemodel(v1=False):
 
 
 MODELS = [_caffemodel(), _caffemodel(v1=True)]
-SMALL_NET = '''name: "w"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-  convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }
-'''
 
 
 @st.composite
@@ -258,7 +252,7 @@ def mutated_caffemodel(draw):
 
 @pytest.fixture(scope="module")
 def small():
-    net = prototxt.load_net("small.prototxt", text=SMALL_NET)
+    net = prototxt.load_net("small.prototxt", text=CONV_FC)
     assert not validate(net)
     return net, netdef.compile_net(net)
 

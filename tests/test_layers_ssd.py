@@ -16,21 +16,7 @@ import torch
 
 import netdef
 from compiler.backends.summary import summarize
-from tests.nets import inputs, layer, parse_text
-
-
-def compile_text(text, weights=None):
-    return netdef.compile_net(parse_text(text), weights, outputs="all")
-
-
-def refused(text):
-    with pytest.raises(netdef.NetdefError) as e:
-        parse_text(text)
-    return e.value
-
-
-def randn(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from tests.nets import compile_text, inputs, layer, parse_text, randn, refused
 
 
 # --- Normalize ---------------------------------------------------------------------------

@@ -12,21 +12,7 @@ import torch
 
 import netdef
 from compiler.layers.loss import loss_weight
-from tests.nets import inputs, layer, parse_text
-
-
-def compile_text(text):
-    return netdef.compile_net(parse_text(text), outputs="all")
-
-
-def shape_error(text):
-    with pytest.raises(netdef.NetdefError) as e:
-        parse_text(text)
-    return e.value
-
-
-def randn(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from tests.nets import compile_text, inputs, layer, parse_text, randn, refused
 
 
 def leaf(a):
@@ -77,7 +63,7 @@ def test_softmax_loss_second_top_is_the_softmax_and_needs_loss_weights():
                                                   label=torch.tensor([3.0, 0.0]))
     np.testing.assert_allclose(out["prob"].numpy(), softmax_np(x, 1), rtol=1e-5)
     # Caffe's default weight fits only a one-top loss layer.
-    e = shape_error(inputs(data=(2, 4), label=(2,)) + body.replace("loss_weight: 1 loss_weight: 0", ""))
+    e = refused(inputs(data=(2, 4), label=(2,)) + body.replace("loss_weight: 1 loss_weight: 0", ""))
     assert "loss_weight: 1 loss_weight: 0" in e.hint
 
 
@@ -184,14 +170,14 @@ def test_accuracy_top_k_ties_ignore_label_and_per_class():
 
 def test_eltwise_mismatch_proposes_the_projection_shortcut():
     text = inputs(x=(2, 64, 56, 56), fx=(2, 256, 28, 28)) + layer("sum", "Eltwise", ["fx", "x"])
-    e = shape_error(text)
+    e = refused(text)
     assert e.layer == "sum" and e.line
     assert "[2, 64, 56, 56]" in e.message and "[2, 256, 28, 28]" in e.message
     assert e.hint == "add a 1x1 Convolution (W_s) on 'x' with num_output: 256 and stride: 2"
-    e = shape_error(inputs(x=(2, 64, 56, 56), fx=(2, 256, 56, 56)) + layer("sum", "Eltwise", ["x", "fx"]))
+    e = refused(inputs(x=(2, 64, 56, 56), fx=(2, 256, 56, 56)) + layer("sum", "Eltwise", ["x", "fx"]))
     assert e.hint == "add a 1x1 Convolution (W_s) on 'x' with num_output: 256 and stride: 1"
     # odd sizes: Caffe's 1x1 stride-2 output is (n - 1) // 2 + 1
-    e = shape_error(inputs(x=(2, 16, 7, 7), fx=(2, 32, 4, 4)) + layer("sum", "Eltwise", ["x", "fx"]))
+    e = refused(inputs(x=(2, 16, 7, 7), fx=(2, 32, 4, 4)) + layer("sum", "Eltwise", ["x", "fx"]))
     assert "num_output: 32 and stride: 2" in e.hint
 
 
@@ -201,7 +187,7 @@ def test_concat_mismatch_proposes_same_padding():
         layer("b3", "Convolution", ["data"], "convolution_param { num_output: 4 kernel_size: 3 }") + \
         layer("b5", "Convolution", ["data"], "convolution_param { num_output: 4 kernel_size: 5 }") + \
         layer("cat", "Concat", ["b1", "b3", "b5"])
-    e = shape_error(text)
+    e = refused(text)
     assert e.layer == "cat"
     assert "[1, 4, 9, 9]" in e.message and "[1, 4, 7, 7]" in e.message
     assert "'b3'" in e.hint and "pad: 1 more" in e.hint
@@ -216,14 +202,14 @@ def test_concat_and_slice_legacy_axes():
         layer("sl", "Slice", ["cat"], "slice_param { slice_dim: 2 slice_point: 1 }", tops=["s1", "s2"])
     net = parse_text(text)
     assert net.shape("cat") == (2, 3, 6) and net.shape("s1") == (2, 3, 1) and net.shape("s2") == (2, 3, 5)
-    e = shape_error(text.replace("concat_dim: 2", "concat_dim: 2 axis: 2"))
+    e = refused(text.replace("concat_dim: 2", "concat_dim: 2 axis: 2"))
     assert "not both" in e.message
 
 
 def test_slice_and_crop_errors_have_hints():
-    e = shape_error(inputs(data=(2, 5)) + layer("sl", "Slice", ["data"], tops=["a", "b"]))
+    e = refused(inputs(data=(2, 5)) + layer("sl", "Slice", ["data"], tops=["a", "b"]))
     assert "evenly" in e.message and "slice_point" in e.hint
-    e = shape_error(inputs(data=(2, 3, 9, 7), ref=(2, 3, 5, 4)) +
+    e = refused(inputs(data=(2, 3, 9, 7), ref=(2, 3, 5, 4)) +
                     layer("crop", "Crop", ["data", "ref"], "crop_param { offset: 3 offset: 4 }"))
     assert e.hint == "use offset 3 or less on axis 3"
 
@@ -250,7 +236,7 @@ def test_reshape_flatten_and_friends_follow_the_batch_size():
 
 
 def test_reshape_in_place_is_refused():
-    e = shape_error(inputs(data=(2, 6)) + layer("r", "Reshape", ["data"], "reshape_param { shape { dim: 3 dim: 4 } }",
+    e = refused(inputs(data=(2, 6)) + layer("r", "Reshape", ["data"], "reshape_param { shape { dim: 3 dim: 4 } }",
                                                 tops=["data"]))
     assert "in-place" in e.message
 
