@@ -13,8 +13,21 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
   and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`.
 Prototxt emission needs nothing per layer: the IR keeps each layer's LayerParameter.
 
+The modules `lower()` returns are plain PyTorch, so that they pickle (torch.save), move,
+compile and export like any module, and a code generator can write them out:
+- they compute with torch only and hold tensors and Python values, never a protobuf
+  message (an enum is held by its Caffe name, "SUM"; fillers are applied by `lower()`);
+- their constructor takes plain Python values (numbers, strings, bools, None, tuples and
+  lists of them) and keeps each one as the attribute of the same name, the convention
+  torch.nn's own modules follow (nn.Conv2d keeps in_channels, kernel_size, ...); an
+  argument named after a parameter or buffer (nn.Conv2d's `bias`) says whether the module
+  has it; their tensors are their state_dict. `constructor_args(module)` reads these back,
+  the same way for netdef's modules and torch.nn's: `type(m)(**constructor_args(m))`
+  followed by `load_state_dict(m.state_dict())` rebuilds `m`.
+
 Caffe's registry (LayerRegistry / REGISTER_LAYER_CLASS) is the model: small and explicit.
 """
+import inspect
 
 
 class ShapeError(Exception):
@@ -63,6 +76,24 @@ class LayerDef:
 
     def lower(self, layer, shapes):
         raise NotImplementedError("%s has no PyTorch lowering" % self.type)
+
+
+def constructor_args(module):
+    """The keyword arguments that rebuild a lowered module (see the module docstring): each
+    argument of its class's constructor, read from the attribute of the same name. device
+    and dtype are left out: a rebuilt module takes them from the state_dict it loads."""
+    args = {}
+    for name, arg in inspect.signature(type(module)).parameters.items():
+        if arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD) or name in ("device", "dtype"):
+            continue
+        if name in module._parameters or name in module._buffers:
+            args[name] = getattr(module, name) is not None
+        elif name in module.__dict__:
+            args[name] = module.__dict__[name]
+        else:
+            raise TypeError("%s keeps no attribute %r for its constructor argument of that name"
+                            % (type(module).__name__, name))
+    return args
 
 
 def prod(dims):
