@@ -12,6 +12,7 @@ that have one (Dropout, BatchNorm without use_global_stats).
 import operator
 import re
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
@@ -74,7 +75,10 @@ def build_module(net, outputs=None):
         if bn is not None:
             node = _fuse_batch_norm_scale(graph, env, bn, modname)
         else:
-            node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
+            args = tuple(env[b] for b in layer.bottoms)
+            if defn.export_refusal:
+                args = (_refusal_guard(graph, layer, modname, args[0]),) + args[1:]
+            node = graph.call_module(modname, args)
         if len(layer.tops) == 1:
             env[layer.tops[0]] = node
         else:
@@ -85,10 +89,35 @@ def build_module(net, outputs=None):
         raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
     graph.output({name: env[net.latest[name]] for name in outputs})
     gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
+    # Layers that no returned blob depends on are not called (their submodules and
+    # weights stay): a net compiled with outputs=[...] computes, and exports, only those.
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
     gm.caffe_layer_names = module_names
     gm.input_names = [net.blobs[t].name for t in net.inputs]
     gm.output_names = list(outputs)
     return gm
+
+
+def refuse_capture(x, file, line, layer, message, hint):
+    """`x` as it is when the module runs; a NetdefError while torch.export (and so
+    torch.onnx.export) or torch.jit.trace captures the module into a graph."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+        raise NetdefError(file, line, layer, message, hint)
+    return x
+
+
+def _refusal_guard(graph, layer, modname, first_bottom):
+    """Route the first bottom of a layer whose LayerDef has an export_refusal through
+    refuse_capture: the capture stops there, naming the layer and the outputs to export
+    instead, and the guard is dead code exactly when the layer is."""
+    names = ", ".join(repr(b) for b in layer.param.bottom)
+    message = "%s cannot be exported: %s" % (layer.type, layer.defn.export_refusal)
+    hint = ("export the net up to its bottoms, outputs=[%s] (netdef.load or "
+            "netdef.compile_net), and apply the module's `%s` submodule to them in PyTorch"
+            % (names, modname))
+    return graph.call_function(refuse_capture, (first_bottom, layer.file and str(layer.file),
+                                                layer.line, layer.name, message, hint))
 
 
 def _fusable_batch_norm(net, layer, readers, returned):

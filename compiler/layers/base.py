@@ -56,6 +56,10 @@ class LayerDef:
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()
+    # Why torch.export / ONNX cannot capture the lowered module (DetectionOutput: its
+    # output size depends on the data), or None. The backend then refuses such a capture
+    # with a NetdefError naming the layer and the outputs to export instead.
+    export_refusal = None
 
     def params(self, layer):
         return getattr(layer.param, self.param_field) if self.param_field else None

@@ -299,6 +299,8 @@ class DetectionOutput(LayerDef):
     param_field = "detection_output_param"
     # A fourth bottom is the image, read only to draw boxes (visualize), never for the top.
     bottoms = (3, 4)
+    export_refusal = ("the number of rows it returns depends on the data (the boxes its greedy "
+                      "NMS keeps), which a captured graph cannot express")
 
     def check(self, layer, shapes):
         p = layer.param.detection_output_param
