@@ -16,6 +16,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from compiler.backends.record import META_KEY, ModuleRecord
 from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.layers.normalization import BatchNorm, batch_norm_scale
@@ -39,14 +40,16 @@ def python_name(name, taken):
 def build_module(net, outputs=None):
     """net: wired and shaped. outputs: Caffe blob names to return ("all" for every blob,
     None for the net's outputs). Returns a GraphModule whose forward takes the input blobs
-    (positionally or by name) and returns {blob name: tensor}."""
+    (positionally or by name) and returns {blob name: tensor}; its ModuleRecord
+    (compiler/backends/record.py) is in gm.meta["netdef"]."""
     if outputs is None:
         outputs = net.outputs
     elif outputs == "all":
         outputs = list(net.blob_order)
     root = nn.Module()
-    graph = fx.Graph()
+    graph = fx.Graph(tracer_cls=_Tracer)
     env = {}
+    optional = set()                 # nodes of layers that refuse export, run only if needed
     taken = {"forward", "training", "graph", "code"}
     module_names = {}
     owners = {}                      # shared param name -> nn.Parameter
@@ -78,25 +81,54 @@ def build_module(net, outputs=None):
             args = tuple(env[b] for b in layer.bottoms)
             if defn.export_refusal:
                 args = (_refusal_guard(graph, layer, modname, args[0]),) + args[1:]
+                optional.add(args[0])
             node = graph.call_module(modname, args)
         if len(layer.tops) == 1:
             env[layer.tops[0]] = node
         else:
             for i, t in enumerate(layer.tops):
                 env[t] = graph.call_function(operator.getitem, (node, i))
+        if defn.export_refusal:
+            optional.update([node] + [env[t] for t in layer.tops])
     missing = [o for o in outputs if o not in net.latest]
     if missing:
         raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
     graph.output({name: env[net.latest[name]] for name in outputs})
-    gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
-    # Layers that no returned blob depends on are not called (their submodules and
-    # weights stay): a net compiled with outputs=[...] computes, and exports, only those.
-    gm.graph.eliminate_dead_code()
+    gm = NetModule(root, graph, class_name=python_name(net.name or "Net", set()))
+    # A layer that refuses export is not called when no returned blob depends on it, so
+    # that the net compiled with outputs= up to its bottoms exports. (Every other layer
+    # is: GraphModule's copies keep only the submodules its code calls.)
+    gm.graph.eliminate_dead_code(is_impure_node=lambda node: node not in optional)
     gm.recompile()
-    gm.caffe_layer_names = module_names
-    gm.input_names = [net.blobs[t].name for t in net.inputs]
-    gm.output_names = list(outputs)
+    gm.meta[META_KEY] = ModuleRecord(net, module_names, [net.blobs[t].name for t in net.inputs],
+                                     list(outputs))
     return gm
+
+
+class NetModule(fx.GraphModule):
+    """The module the backend builds. torch.fx unpickles a GraphModule by re-tracing its
+    code into a module with an empty `meta`; this one keeps its meta (the ModuleRecord)
+    through torch.save / torch.load, and through copy.copy its class."""
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        return _unpickle, (rebuild, args, self.meta)
+
+    def __copy__(self):
+        copied = NetModule(self, self.graph, class_name=type(self).__name__)
+        copied.meta = self.meta
+        return copied
+
+
+def _unpickle(rebuild, args, meta):
+    plain = rebuild(*args)
+    module = NetModule(plain, plain.graph, class_name=type(plain).__name__)
+    for key, value in vars(plain).items():
+        # What else the pickled module held, as torch.fx's own unpickling keeps it.
+        if key not in vars(module):
+            setattr(module, key, value)
+    module.meta = meta
+    return module
 
 
 def refuse_capture(x, file, line, layer, message, hint):
@@ -118,6 +150,14 @@ def _refusal_guard(graph, layer, modname, first_bottom):
             % (names, modname))
     return graph.call_function(refuse_capture, (first_bottom, layer.file and str(layer.file),
                                                 layer.line, layer.name, message, hint))
+
+
+class _Tracer(fx.Tracer):
+    """The tracer torch.fx runs on a module's code when it unpickles it: the functions the
+    backend calls stay single calls, as they were built, instead of being traced into."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, autowrap_functions=(batch_norm_scale, refuse_capture), **kwargs)
 
 
 def _fusable_batch_norm(net, layer, readers, returned):
