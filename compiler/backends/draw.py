@@ -19,9 +19,9 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from compiler.accounting import layer_params
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.passes.validate import layer_params
 from compiler.proto import is_repeated
 
 # Fill colours by type family (Caffe's draw_net colours, lightened so text stays readable).

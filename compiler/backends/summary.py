@@ -9,9 +9,8 @@ import csv
 import io
 import json
 
+from compiler.accounting import blob_bytes, human_bytes, layer_params
 from compiler.layers import registry
-from compiler.layers.base import prod
-from compiler.passes.validate import human_bytes, layer_params
 
 # The layers whose MACs the classic papers (and derived-facts.json) count.
 CONV_FC = ("Convolution", "Deconvolution", "InnerProduct")
@@ -29,7 +28,7 @@ def summarize(net):
             "output": [list(s) for s in outs],
             "params": layer_params(net, layer, seen_shared),
             "macs": defn.macs(layer, shapes, outs),
-            "memory": sum(4 * prod(s) for s in outs),
+            "memory": sum(blob_bytes(s) for s in outs),
         })
     totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
               "macs": sum(r["macs"] for r in rows),
