@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from compiler.layers import registry
+
 
 @dataclass(eq=False)
 class Layer:
@@ -28,7 +30,6 @@ class Layer:
 
     @property
     def defn(self):
-        from compiler.layers import registry
         return registry.get(self.type)
 
     def __repr__(self):
