@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import netdef
 from compiler.errors import NetdefError
-from compiler.frontends import dsl, dsl_parse
+from compiler.frontends import dsl
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.proto import caffe_pb2
 from netdef import cli

@@ -13,7 +13,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from compiler.errors import NetdefError
-from compiler.ir import Layer, Net
+from compiler.ir import Net
 from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
 
