@@ -147,7 +147,7 @@ def check_shared_params(net, skip=()):
 
 
 def check_weights(net, file_layers, file):
-    """Compare caffemodel blobs (caffemodel.LayerBlobs) with a valid, shaped net: one error
+    """Compare a weights file's blobs (ir.LayerBlobs) with a valid, shaped net: one error
     per layer, located at the layer in the net file."""
     by_name = blobs_by_layer(file_layers)
     errors = []
