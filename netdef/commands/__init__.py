@@ -36,7 +36,7 @@ def add_net_arguments(p):
 
 
 def memory_size(text):
-    from compiler.passes.validate import parse_size
+    from compiler.accounting import parse_size
     try:
         return parse_size(text)
     except ValueError as e:

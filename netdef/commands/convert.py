@@ -119,7 +119,8 @@ def net_to_prototxt(path, net=None):
 def prototxt_to_net(path, text=None):
     from compiler.backends.dsl_writer import to_dsl
     from compiler.frontends import dsl
-    from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
+    from compiler.frontends.prototxt import parse_net_text, read_text_file
+    from compiler.frontends.upgrade import upgrade_layers
     file = str(path)
     proto, lines = parse_net_text(read_text_file(path) if text is None else text, file)
     layers = upgrade_layers(proto, file, lines)
