@@ -9,6 +9,7 @@ from compiler.proto import caffe_pb2
 class Softmax(LayerDef):
     type = "Softmax"
     param_field = "softmax_param"
+    dsl_name = "softmax"
 
     def shape(self, layer, shapes):
         canonical_axis(layer.param.softmax_param.axis, len(shapes[0]))
