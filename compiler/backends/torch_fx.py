@@ -2,8 +2,11 @@
 
 One call_module node per Caffe layer (the submodule is named after the layer), one
 placeholder per input blob, and an output dict {Caffe blob name: tensor}. The graph is
-plain torch.fx, so the module compiles with torch.compile and exports with torch.export
-and to ONNX.
+plain torch.fx, so the module compiles with torch.compile, exports with torch.export and
+to ONNX, and pickles with its record (NetModule). A layer whose definition gives an
+`export_refusal` (DetectionOutput: a data-dependent number of rows) reads its first bottom
+through `refuse_capture`, which stops an export with a NetdefError naming the layer; such
+a layer is not called when no returned blob depends on it, so the net up to it exports.
 
 Shared parameters (param { name: ... }) are one nn.Parameter referenced by every layer
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
