@@ -34,6 +34,7 @@ class Elementwise(LayerDef):
 class ReLU(Elementwise):
     type = "ReLU"
     param_field = "relu_param"
+    in_place_by_default = True
 
     def module(self, p, shape):
         return nn.LeakyReLU(p.negative_slope) if p.negative_slope else nn.ReLU()
@@ -43,6 +44,7 @@ class PReLU(Elementwise):
     """y = max(0, x) + a * min(0, x), a per channel (axis 1) or one shared scalar."""
     type = "PReLU"
     param_field = "prelu_param"
+    in_place_by_default = True
     blob_names = ("weight",)
 
     def check(self, layer, shape):
@@ -61,6 +63,7 @@ class PReLU(Elementwise):
 class ELU(Elementwise):
     type = "ELU"
     param_field = "elu_param"
+    in_place_by_default = True
 
     def module(self, p, shape):
         return nn.ELU(p.alpha)
@@ -161,6 +164,7 @@ class Swish(Elementwise):
 class Dropout(Elementwise):
     type = "Dropout"
     param_field = "dropout_param"
+    in_place_by_default = True
 
     def check(self, layer, shape):
         ratio = layer.param.dropout_param.dropout_ratio

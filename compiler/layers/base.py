@@ -6,6 +6,8 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `is_input`: its tops are the net's inputs, placeholders of the module;
 - `fresh_output`: its module returns a new tensor that its own backward does not read, so
   the backend may let a later layer overwrite it (in-place ReLU and sums);
+- `in_place_by_default`: Caffe's nets write its top over its bottom, so the netdef language
+  does too unless told otherwise;
 - `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
 - `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
 - `macs()`: multiply-accumulates per item of the batch;
@@ -40,6 +42,11 @@ class LayerDef:
     # write into it when nothing else sees it. Views (Split, Slice, Reshape, Dropout in TEST)
     # and layers whose backward reads their output (Sigmoid, TanH, Exp, Softmax) may not.
     fresh_output = False
+    # Caffe's published nets write this type's top over its bottom (ReLU, PReLU, ELU,
+    # BatchNorm, Scale, Bias, Dropout; Sigmoid and TanH, which Caffe could also run in
+    # place, usually get a blob of their own): the netdef language's `x -> relu` rewrites
+    # x like them, and `netdef convert` folds such a layer into the chain it follows.
+    in_place_by_default = False
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()

@@ -69,6 +69,7 @@ class BatchNorm(LayerDef):
     type = "BatchNorm"
     fresh_output = True
     param_field = "batch_norm_param"
+    in_place_by_default = True
     blob_names = ("mean", "variance", "factor")
     stat_blobs = (0, 1, 2)
 

@@ -56,6 +56,7 @@ class Scale(_Broadcast):
     type = "Scale"
     fresh_output = True
     param_field = "scale_param"
+    in_place_by_default = True
     blob_names = ("weight", "bias")
 
     def blob_shapes(self, layer, shapes):
@@ -86,6 +87,7 @@ class Scale(_Broadcast):
 class Bias(_Broadcast):
     type = "Bias"
     param_field = "bias_param"
+    in_place_by_default = True
     blob_names = ("bias",)
 
     def blob_shapes(self, layer, shapes):
