@@ -71,6 +71,7 @@ class ELU(Elementwise):
 
 class Sigmoid(Elementwise):
     type = "Sigmoid"
+    param_field = "sigmoid_param"
 
     def module(self, p, shape):
         return nn.Sigmoid()
@@ -78,6 +79,7 @@ class Sigmoid(Elementwise):
 
 class TanH(Elementwise):
     type = "TanH"
+    param_field = "tanh_param"
 
     def module(self, p, shape):
         return nn.Tanh()
