@@ -40,6 +40,18 @@ class Blob:
     shape: tuple = None
 
 
+@dataclass(eq=False)
+class ShapeExpectation:
+    """A shape the source asserts for a blob, batch axis left out (the netdef language's
+    `expect x: 256x28x28`), checked after shape inference (passes/expectations.py)."""
+    blob: str          # Caffe name
+    dims: tuple
+    layer: Layer       # the layer whose top is meant: the blob's last writer at the assertion
+    file: str = None
+    line: int = None
+    col: int = None
+
+
 class Net:
     def __init__(self, name, layers, file=None, phase="TEST"):
         self.name = name
@@ -51,6 +63,7 @@ class Net:
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
+        self.expected_shapes = []        # ShapeExpectations the source declares
 
     def layer(self, name):
         for layer in self.layers:

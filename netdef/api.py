@@ -10,7 +10,9 @@ from compiler.backends.prototxt import net_to_text
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
+from compiler.passes.expectations import check_expected_shapes
 from compiler.passes.fold import fast_path
+from compiler.passes.phase import filter_phase
 from compiler.passes.validate import validate
 
 SAVED_SUFFIX = ".netdef"
@@ -34,7 +36,7 @@ def read_net(source, phase="TEST", stages=(), level=0, name=None):
         return prototxt.load_net(path, phase, stages, level, text=text)
     if path.suffix == ".net":
         from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, phase=phase, stages=stages, level=level, net=name)
+        return filter_phase(load_dsl(path, net=name), phase, stages, level)
     return prototxt.load_net(path, phase, stages, level)
 
 
@@ -44,6 +46,7 @@ def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memor
     `name` chooses one net of a .net file that declares several."""
     net = read_net(source, phase, stages, level, name)
     errors = validate(net, input_shapes, max_memory)
+    errors.extend(check_expected_shapes(net))
     if errors:
         raise NetdefErrors(errors)
     return net

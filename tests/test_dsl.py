@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import netdef
 from compiler.errors import NetdefError
-from compiler.frontends import dsl, dsl_parse
+from compiler.frontends import dsl
+from compiler.frontends.dsl import syntax
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.proto import caffe_pb2
 from netdef import cli
@@ -34,10 +35,25 @@ def layer_text(prototxt):
     return text_format.Parse(prototxt, caffe_pb2.LayerParameter())
 
 
-def error(text, **kw):
-    with pytest.raises(NetdefError) as e:
-        dsl.load_dsl("t.net", text=text, **kw)
-    return e.value
+@pytest.fixture
+def compile_source(tmp_path, monkeypatch):
+    """Source text -> netdef.parse of it, as the file t.net (the name errors show)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(text, **kw):
+        (tmp_path / "t.net").write_text(text)
+        return netdef.parse("t.net", **kw)
+    return run
+
+
+@pytest.fixture
+def error(compile_source):
+    """Source text -> the error netdef.parse raises for it (the test fails if none)."""
+    def run(text):
+        with pytest.raises(NetdefError) as e:
+            compile_source(text)
+        return e.value
+    return run
 
 
 def value(expr):
@@ -184,7 +200,7 @@ def test_inputs_batch_and_shapes():
     assert [list(s.dim) for s in one.input_param.shape] == [[1, 3, 32, 32]]
 
 
-def test_phases_and_loss_layers():
+def test_phases_and_loss_layers(compile_source):
     text = NET % '''phase TRAIN {
         label = Input(shape=[1]) as label_in
     }
@@ -199,8 +215,8 @@ def test_phases_and_loss_layers():
     assert got["loss"].include[0].phase == caffe_pb2.TRAIN
     assert got["loss"].loss_param.ignore_label == 255 and list(got["loss"].loss_weight) == [1.0]
     assert got["prob"].include[0].phase == caffe_pb2.TEST and not got["fc"].include
-    test = dsl.load_dsl("t.net", phase="TEST", text=text)
-    train = dsl.load_dsl("t.net", phase="TRAIN", text=text)
+    test = compile_source(text, phase="TEST")
+    train = compile_source(text, phase="TRAIN")
     assert [l.name for l in test.layers] == ["input", "fc", "prob"]
     assert [l.name for l in train.layers] == ["input", "label_in", "fc", "loss"]
 
@@ -243,12 +259,23 @@ net N {   # another
     assert list(got["y_relu"].top) == ["y"] and got["z"].convolution_param.weight_filler.type == "xavier"
 
 
-def test_expect_checks_shapes_after_inference():
+def test_expect_checks_shapes_after_inference(compile_source, error):
     ok = NET % "y = data -> conv(8, k=3, s=2)\n    expect y: 8x15x15"
-    dsl.load_dsl("t.net", text=ok)
+    assert compile_source(ok).shape("y") == (1, 8, 15, 15)
     e = error(NET % "y = data -> conv(8, k=3, s=2)\n    expect y: 8x16x16")
-    assert (e.line, e.col) == (4, 5)
+    assert str(e).startswith("t.net:4:5: ")
     assert "8x16x16" in e.message and "8x15x15" in e.message
+
+
+def test_expect_on_a_blob_of_one_phase_is_checked_in_that_phase(compile_source):
+    text = NET % '''phase TRAIN {
+        t = data -> conv(4, k=1)
+        expect t: 4x30x30
+    }'''
+    # TEST has no blob t: only a TRAIN build checks the assertion
+    assert [l.name for l in compile_source(text, phase="TEST").layers] == ["input"]
+    e = pytest.raises(NetdefError, compile_source, text, phase="TRAIN").value
+    assert (e.line, e.col) == (5, 9) and "4x32x32" in e.message
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -269,7 +296,7 @@ def _check_located(e, line, col):
     ("if 1 = 2 { }", 3, 10, ["unexpected '='"]),
     ('y = data -> conv(4, k=3) as "c{i + }"', 3, 38, ["expected an expression"]),
 ])
-def test_syntax_errors_in_words(src, line, col, words):
+def test_syntax_errors_in_words(src, line, col, words, error):
     text = NET % src
     if "conv(64, k=3 " in src:
         text = text[:text.rindex("}")]      # the file ends inside the call
@@ -291,8 +318,6 @@ BLOCK = 'block b(x, c) {\n    return x -> conv(c, k=1) as "b{c}"\n}\n'
     (BLOCK + NET % "y = b(data)", 6, 9, ["block b needs argument 'c'"]),
     ("block a(x) {\n    return b(x)\n}\nblock b(x) {\n    return a(x)\n}\n" + NET % "y = a(data)", 5, 12,
      ["recursive block: a -> b -> a"]),
-    (NET % "y = data -> conv(4, k=1) as c\n    z = data -> conv(4, k=1) as c", 4, 17,
-     ["duplicate layer name 'c'"]),
     (NET % "y = data -> conv(4, kernel=3)", 3, 25, ["has no parameter 'kernel'", "kernel_size"]),
     (NET % "y = data -> pool(MAXX, k=2)", 3, 22, ["pool is one of MAX, AVE, STOCHASTIC"]),
     (NET % 'y = data -> conv("4", k=3)', 3, 22, ["num_output is an integer"]),
@@ -301,11 +326,20 @@ BLOCK = 'block b(x, c) {\n    return x -> conv(c, k=1) as "b{c}"\n}\n'
     (BLOCK + NET % 'y = data -> b(4) as "x"', 6, 17, ["block b names its own layers"]),
     (NET % "phase TRAIN {\n        phase TEST { }\n    }", 4, 15, ["phase TEST inside phase TRAIN"]),
 ])
-def test_semantic_errors_are_located(src, line, col, words):
+def test_semantic_errors_are_located(src, line, col, words, error):
     e = error(src)
     _check_located(e, line, col)
     for w in words:
         assert w in str(e)      # the message or its hint
+
+
+def test_what_the_passes_check_reads_as_for_any_source(error):
+    """Duplicate layer names and include-with-exclude rules are the compiler passes'
+    errors, worded as for a prototxt and located at the layer's line."""
+    e = error(NET % "y = data -> conv(4, k=1) as c\n    z = data -> conv(4, k=1) as c")
+    assert (e.file, e.line, e.layer) == ("t.net", 4, "c") and "duplicate layer name" in e.message
+    e = error(NET % 'y = data -> conv(4, k=1, include={stage="a"}, exclude={stage="b"})')
+    assert (e.file, e.line, e.layer) == ("t.net", 3, "y") and "not both" in e.message
 
 
 @pytest.mark.parametrize("src,words", [
@@ -313,7 +347,7 @@ def test_semantic_errors_are_located(src, line, col, words):
     (NET % "for i in range(1000) {\n        for j in range(1000) { }\n    }", "over 100000 loop iterations"),
     (NET % "y = [1] * 1000000000", "a list of 1000000000 values is too long"),
 ])
-def test_absurd_sources_are_refused(src, words):
+def test_absurd_sources_are_refused(src, words, error):
     assert words in str(error(src))
 
 
@@ -329,11 +363,11 @@ def test_file_with_no_net_or_unknown_net():
 def test_resnet152_source_parses_in_50ms():
     source = ROOT / "zoo_defs" / "resnet.net"
     text = source.read_text()
-    dsl_parse.parser()      # the grammar is compiled once per process
+    syntax.parser()      # the grammar is compiled once per process
     best_parse = best_build = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()
-        dsl_parse.parse(text, str(source))
+        syntax.parse(text, str(source))
         t1 = time.perf_counter()
         spec = dsl.load_spec(source, "ResNet-152", text)
         t2 = time.perf_counter()

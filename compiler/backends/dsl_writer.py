@@ -14,8 +14,8 @@ import re
 import numpy as np
 
 from compiler.errors import NetdefError
-from compiler.frontends.dsl_ops import ADD, IN_PLACE, OPS, op_for_type
-from compiler.frontends.dsl import BUILTINS
+from compiler.frontends.dsl.builtins import BUILTINS
+from compiler.frontends.dsl.ops import ADD, OPS, op_for_type
 from compiler.proto import caffe_pb2, is_repeated
 
 KEYWORDS = {"import", "block", "net", "for", "in", "if", "else", "return", "input", "expect",
@@ -166,7 +166,7 @@ class _Writer:
 
     def call_text(self, link, is_result, targets, chain_target, with_bottoms):
         """A layer as a call, with `as` and `top=` only where the reader's defaults (see
-        compiler/frontends/dsl.py) would give another name or other tops."""
+        compiler/frontends/dsl/layers.py) would give another name or other tops."""
         p, op = link["p"], link["op"]
         bottoms = list(p.bottom) if with_bottoms else list(p.bottom[1:])
         plain_sum = p.type == "Eltwise" and with_bottoms and len(p.bottom) >= 2 and \
@@ -283,7 +283,7 @@ class _Call:
 
 def _in_place(p):
     """Written in place the way the reader writes an in-place type without top=."""
-    return p.type in IN_PLACE and len(p.top) == 1 and len(p.bottom) >= 1 and p.top[0] == p.bottom[0]
+    return op_for_type(p.type).in_place and len(p.top) == 1 and len(p.bottom) >= 1 and p.top[0] == p.bottom[0]
 
 
 def _chain_blob(p):

@@ -53,10 +53,12 @@ def parse_net(args, extra_shapes=None):
 def read_and_validate(args):
     """The net the arguments choose, wired and shaped as far as it goes, and every problem
     found in it (check and draw show them all instead of stopping at the first)."""
+    from compiler.passes.expectations import check_expected_shapes
     from compiler.passes.validate import validate
     from netdef.api import read_net
     net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
-    return net, validate(net, parse_input_shapes(args.input_shape), args.max_memory)
+    errors = validate(net, parse_input_shapes(args.input_shape), args.max_memory)
+    return net, errors + check_expected_shapes(net)
 
 
 def write_atomic(path, write):
