@@ -15,6 +15,7 @@ from compiler.frontends import dsl
 from compiler.frontends.dsl import syntax
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 from netdef import cli
 from netdef.commands.convert import convert, prototxt_to_net
 from tests.conftest import CORPUS, ROOT
@@ -200,7 +201,7 @@ def test_inputs_batch_and_shapes():
     assert [list(s.dim) for s in one.input_param.shape] == [[1, 3, 32, 32]]
 
 
-def test_phases_and_loss_layers(compile_source):
+def test_phases_and_loss_layers():
     text = NET % '''phase TRAIN {
         label = Input(shape=[1]) as label_in
     }
@@ -215,8 +216,8 @@ def test_phases_and_loss_layers(compile_source):
     assert got["loss"].include[0].phase == caffe_pb2.TRAIN
     assert got["loss"].loss_param.ignore_label == 255 and list(got["loss"].loss_weight) == [1.0]
     assert got["prob"].include[0].phase == caffe_pb2.TEST and not got["fc"].include
-    test = compile_source(text, phase="TEST")
-    train = compile_source(text, phase="TRAIN")
+    test = dsl.load_dsl("t.net", NetState("TEST"), text=text)
+    train = dsl.load_dsl("t.net", NetState("TRAIN"), text=text)
     assert [l.name for l in test.layers] == ["input", "fc", "prob"]
     assert [l.name for l in train.layers] == ["input", "label_in", "fc", "loss"]
 
