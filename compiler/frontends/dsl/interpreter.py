@@ -12,11 +12,12 @@ from lark import Token, Tree
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
-from compiler.frontends.dsl.ops import ADD, OPS, Op, op_for_type
 from compiler.frontends.dsl.values import (MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
                                            describe, format_value, is_int, is_number, suggest)
 from compiler.ir import Layer, ShapeExpectation
 from compiler.proto import caffe_pb2
+from grammar import SUM_OP
+from grammar.spelling import Spelling, short_names
 
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
 MAX_DIM = 1 << 63
@@ -35,6 +36,8 @@ class Interpreter:
         self.stack = []         # blocks being called, for the recursion check
         self.writers = {}       # blob name -> the layer (compiler.ir.Layer) that last wrote it
         self.iterations = 0     # loop iterations so far, against MAX_ITERATIONS
+        # The layers called by short names, as the registry has them when the build starts.
+        self.ops = short_names()
 
     # -- errors --------------------------------------------------------------------------
     def error(self, node, message, hint=None, layer=None):
@@ -227,23 +230,23 @@ class Interpreter:
         if name.isupper():
             return Enum(name)
         if name[0].isupper():
-            return op_for_type(name)
+            return Spelling(name)
         raise self.undefined(node.children[0], name, scope)
 
     def lookup(self, name, scope):
-        for space in (scope, self.module.names, BUILTINS, OPS):
+        for space in (scope, self.module.names, BUILTINS, self.ops):
             if name in space:
                 return space[name]
         return None
 
     def undefined(self, tok, name, scope, called=False):
         if called:
-            known = [n for n, v in self.module.names.items() if isinstance(v, BlockDef)] + list(BUILTINS) + list(OPS)
+            known = [n for n, v in self.module.names.items() if isinstance(v, BlockDef)] + list(BUILTINS) + list(self.ops)
             message = "no block, layer or function named '%s'" % name
             hint = suggest(name, known) or "define it with `block %s(...) { }`, or import the file " \
                 "that does; Caffe types are called by their name, e.g. PriorBox(...)" % name
         else:
-            known = list(scope) + list(self.module.names) + list(BUILTINS) + list(OPS)
+            known = list(scope) + list(self.module.names) + list(BUILTINS) + list(self.ops)
             message = "undefined name '%s': no blob or value of that name here" % name
             hint = suggest(name, known) or "blobs come from `input` statements and layers; assign one first"
         return self.error(tok, message, hint)
@@ -286,7 +289,7 @@ class Interpreter:
         terms.append(n)
         values = [self.eval(t, scope) for t in reversed(terms)]
         if all(isinstance(v, BlobRef) for v in values):
-            return self.make_layer(ADD, values, {}, naming or Naming(), node)
+            return self.make_layer(self.ops[SUM_OP], values, {}, naming or Naming(), node)
         if all(is_number(v) for v in values):
             return sum(values)
         if all(isinstance(v, str) and not isinstance(v, Enum) for v in values):
@@ -372,7 +375,7 @@ class Interpreter:
             name = str(node.children[0])
             found = self.lookup(name, scope)
             if found is None and name[0].isupper():
-                return op_for_type(name)    # LRN(...), PriorBox(...): any Caffe type
+                return Spelling(name)    # LRN(...), PriorBox(...): any Caffe type
             if found is None:
                 raise self.undefined(node.children[0], name, scope, called=True)
             return found
@@ -402,7 +405,7 @@ class Interpreter:
         # The last link that makes a new blob takes the assignment's name; the layers
         # before it are named after it (see the module docstring).
         result = max([i + 1 for i, (callee, _, args, _) in enumerate(calls)
-                      if isinstance(callee, Op) and (not callee.in_place or _has_top(args))], default=0)
+                      if isinstance(callee, Spelling) and (not callee.in_place or _has_top(args))], default=0)
         target = naming.targets[0] if naming.targets else None
 
         def naming_for(i, as_name):
@@ -437,14 +440,22 @@ class Interpreter:
             callee, args = self.callee(inner, scope), None
         else:
             raise self.error(inner, "after -> comes a layer or a block: conv(64), relu, my_block(...)")
-        if not isinstance(callee, (Op, BlockDef)):
+        if not isinstance(callee, (Spelling, BlockDef)):
             raise self.error(inner, "after -> comes a layer or a block, not %s" % describe(callee),
-                             _shadow_hint(inner))
+                             self.shadow_hint(inner))
         return callee, as_tok, args, inner
+
+    def shadow_hint(self, node):
+        """When a variable hides a layer or function of the same name (a parameter `relu`)."""
+        if isinstance(node, Tree) and node.data == "var":
+            name = str(node.children[0])
+            if name in self.ops or name in BUILTINS:
+                return "a variable named '%s' hides the built-in %s; rename the variable" % (name, name)
+        return None
 
     # -- calls ---------------------------------------------------------------------------
     def call(self, callee, pos, kw, naming, node):
-        if isinstance(callee, Op):
+        if isinstance(callee, Spelling):
             return self.make_layer(callee, pos, kw, naming or Naming(), node)
         if isinstance(callee, BlockDef):
             if naming is not None and naming.as_name is not None:
@@ -460,7 +471,7 @@ class Interpreter:
                 raise self.error(node, e.message, callee.usage) from None
             except TypeError:
                 raise self.error(node, "wrong arguments for %s" % callee.name, callee.usage) from None
-        raise self.error(node, "%s cannot be called" % describe(callee), _shadow_hint(node.children[0]))
+        raise self.error(node, "%s cannot be called" % describe(callee), self.shadow_hint(node.children[0]))
 
     def call_block(self, block, pos, kw, node):
         if block in self.stack:
@@ -528,15 +539,6 @@ class Interpreter:
         self.net.layers.append(layer)
         for t in param.top:
             self.writers[t] = layer
-
-
-def _shadow_hint(node):
-    """When a variable hides a layer or function of the same name (a parameter `relu`)."""
-    if isinstance(node, Tree) and node.data == "var":
-        name = str(node.children[0])
-        if name in OPS or name in BUILTINS:
-            return "a variable named '%s' hides the built-in %s; rename the variable" % (name, name)
-    return None
 
 
 class _Positional(list):

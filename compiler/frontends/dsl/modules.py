@@ -14,7 +14,6 @@ from compiler.errors import NetdefError
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS
 from compiler.frontends.dsl.interpreter import Interpreter
-from compiler.frontends.dsl.ops import OPS
 from compiler.frontends.dsl.values import BlockDef
 
 MAX_SOURCE_BYTES = 16 << 20
@@ -111,9 +110,9 @@ def load_module(path, text=None, _loading=None, _cache=None):
 
 def define(interp, module, name, value, tok, origin=None):
     """Bind a block or constant in the module; `origin` is where an imported one was defined."""
-    if name in OPS or name in BUILTINS:
+    if name in interp.ops or name in BUILTINS:
         raise interp.error(tok, "'%s' is a built-in %s; a block cannot take its name" % (
-            name, "layer" if name in OPS else "function"), "choose another name, e.g. my_%s" % name)
+            name, "layer" if name in interp.ops else "function"), "choose another name, e.g. my_%s" % name)
     if name in module.names:
         f, line = module.defined_at[name]
         raise interp.error(tok, "duplicate name '%s'" % name, "already defined at %s:%s" % (f, line))

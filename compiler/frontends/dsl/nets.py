@@ -1,10 +1,10 @@
 """Building one net of a .net file: its layers (every phase), its net-level options and
 its shape assertions, as the rest of netdef sees a prototxt's.
 
-The result is unwired: like prototxt.load_net, load_dsl stops after the phase filter.
-Wiring, shapes and the checks (duplicate layer names, include with exclude rules,
-`expect` statements) are the compiler's passes, run by compiler/pipeline.py as for any
-other source, so an error has one wording whichever format the net was written in.
+The result holds every phase, unwired: the phase filter, wiring, shapes and the checks
+(duplicate layer names, include with exclude rules, `expect` statements) are the
+compiler's passes, run by compiler/pipeline.py as for any other source, so an error has
+one wording whichever format the net was written in.
 """
 from dataclasses import dataclass, field
 
@@ -14,9 +14,7 @@ from compiler.frontends.dsl.interpreter import Interpreter
 from compiler.frontends.dsl.modules import load_module
 from compiler.frontends.dsl.values import Complaint, suggest
 from compiler.ir import Net
-from compiler.passes.phase import filter_phase
 from compiler.proto import caffe_pb2
-from compiler.state import NetState
 
 # Net options that the language says otherwise: inputs and layers are statements.
 _NOT_OPTIONS = ("name", "layer", "layers", "input", "input_dim", "input_shape")
@@ -92,10 +90,9 @@ def load_spec(path, net=None, text=None):
                           "split deeply nested expressions into statements") from None
 
 
-def load_dsl(path, state=NetState(), net=None, text=None):
-    """A .net file -> the unwired IR Net of one of its nets, filtered by `state`, as
-    prototxt.load_net gives."""
-    return filter_phase(load_spec(path, net, text).to_net(), state)
+def load_dsl(path, net=None, text=None):
+    """A .net file -> the unwired IR Net of one of its nets, every phase."""
+    return load_spec(path, net, text).to_net()
 
 
 def load_proto(path, net=None, text=None):

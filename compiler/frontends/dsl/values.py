@@ -2,12 +2,12 @@
 
 Numbers, strings, booleans, lists and tuples are Python's own. The language adds blobs
 (a variable holding `conv1` holds the blob, not a tensor), enum names (MAX, TRAIN),
-message literals ({type="xavier"}) and `none`. Blocks, layers (Op) and builtin functions
-are values too: they can be passed to a block and called there.
+message literals ({type="xavier"}) and `none`. Blocks, layers (grammar.spelling.Spelling) and builtin
+functions are values too: they can be passed to a block and called there.
 """
 import difflib
 
-from compiler.frontends.dsl.ops import Op
+from grammar.spelling import Spelling
 
 # Loops and lists longer than this are mistakes (a net of a million layers), not nets;
 # it bounds the loop iterations of one whole build too, nested loops included.
@@ -108,7 +108,7 @@ def describe(v):
         return "a message"
     if isinstance(v, (list, tuple)):
         return "a list" if isinstance(v, list) else "%d values" % len(v)
-    if isinstance(v, Op):
+    if isinstance(v, Spelling):
         return "the layer %s" % v.name
     return "a %s" % type(v).__name__.lower()
 
