@@ -11,6 +11,7 @@ import netdef
 from compiler.errors import NetdefError
 from compiler.frontends import dsl
 from compiler.frontends.dsl.builtins import BUILTINS
+from compiler.layers import registry
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.proto import caffe_pb2
 from netdef import cli
@@ -136,6 +137,32 @@ net N {
     assert names == ["res3a", "res3b", "res3c", "res4a"] + ["res4b%d" % i for i in range(1, 23)]
     strides = [list(l.convolution_param.stride) for l in build(text).layer if l.type == "Convolution"]
     assert strides[0] == [2] and strides[1] == [1] and strides[3] == [2]
+
+
+def test_a_registered_type_is_called_by_the_short_name_its_definition_gives(tmp_path):
+    """The language's vocabulary is the registry's: a user's type with a dsl_name is read
+    and written like conv or relu, positional fields, abbreviations and in place included."""
+    class Shift(netdef.LayerDef):
+        type = "Shift"
+        param_field = "power_param"
+        in_place = True
+        dsl_name = "shift"
+        dsl_positional = ("shift",)
+        dsl_abbreviations = {"k": "scale"}
+
+        def shape(self, layer, shapes):
+            return [shapes[0]]
+
+    netdef.register_layer(Shift())
+    try:
+        got = build(NET % "y = data -> conv(4, k=1) -> shift(0.5, k=2)").layer[2]
+        assert (got.name, got.type, list(got.bottom), list(got.top)) == ("y_shift", "Shift", ["y"], ["y"])
+        assert (got.power_param.shift, got.power_param.scale) == (0.5, 2)
+        (tmp_path / "t.net").write_text(NET % "y = data -> conv(4, k=1) -> shift(0.5, k=2)")
+        (tmp_path / "t.prototxt").write_text(convert(tmp_path / "t.net"))
+        assert "-> shift(0.5, k=2)" in prototxt_to_net(tmp_path / "t.prototxt")
+    finally:
+        registry.unregister("Shift")
 
 
 @pytest.mark.parametrize("expr,expected", [

@@ -164,7 +164,7 @@ class _Writer:
 
     def call_text(self, link, is_result, targets, chain_target, with_bottoms):
         """A layer as a call, with `as` and `top=` only where the reader's defaults (see
-        compiler/frontends/dsl.py) would give another name or other tops."""
+        compiler/frontends/dsl/layers.py) would give another name or other tops."""
         p, op = link["p"], link["op"]
         bottoms = list(p.bottom) if with_bottoms else list(p.bottom[1:])
         plain_sum = p.type == "Eltwise" and with_bottoms and len(p.bottom) >= 2 and \

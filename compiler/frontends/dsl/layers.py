@@ -11,7 +11,7 @@ Naming rules (what makes `conv1 = data -> conv(64, k=7) -> relu` one line):
 - a layer that makes a new blob is named by `as NAME`, else by the variable it is
   assigned to; its top has the same name. A layer between two others in a chain that
   has no `as` is named `<variable>_<op>` (y = x -> conv -> pool: y_conv, then y).
-- an in-place type (its LayerDef's `in_place_by_default`: ReLU, BatchNorm, Scale, ...)
+- an in-place type (its LayerDef says `in_place`: ReLU, BatchNorm, Scale, ...)
   rewrites its first bottom, as Caffe nets do, and is named `<blob>_<op>` unless named
   with `as`.
 - `top=` sets the top(s) explicitly (and makes an in-place type write a new blob).
