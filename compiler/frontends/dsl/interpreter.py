@@ -40,9 +40,9 @@ class Interpreter:
         self.ops = short_names()
 
     # -- errors --------------------------------------------------------------------------
-    def error(self, node, message, hint=None, layer=None):
+    def error(self, node, message, hint=None):
         line, col = syntax.token_pos(node) if node is not None else (None, None)
-        return syntax.located(self.module.file, self.module.lines, line, col, message, hint, layer)
+        return syntax.located(self.module.file, self.module.lines, line, col, message, hint)
 
     # -- statements ----------------------------------------------------------------------
     def run_body(self, body, scope):

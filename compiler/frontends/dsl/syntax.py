@@ -81,8 +81,9 @@ def source_excerpt(lines, line, col):
     return "\n  | %s\n  | %s" % (text.replace("\t", " "), caret)
 
 
-def located(file, lines, line, col, message, hint=None, layer=None):
-    return NetdefError(file, line, layer, message + source_excerpt(lines, line, col), hint, col=col)
+def located(file, lines, line, col, message, hint=None):
+    """A NetdefError at file:line:col, its message followed by the source line and a caret."""
+    return NetdefError(file, line, None, message + source_excerpt(lines, line, col), hint, col=col)
 
 
 def parse(text, file, start="start", line_offset=0, col_offset=0, lines=None):
