@@ -7,8 +7,9 @@ unless --debug), 2 bad usage.
 import argparse
 import importlib
 import sys
+import warnings
 
-from compiler.errors import NetdefError
+from compiler.errors import NetdefError, NetdefWarning
 
 COMMANDS = ["compile", "run", "summary", "check", "draw", "convert"]
 
@@ -30,7 +31,10 @@ def main(argv=None):
     except SystemExit as e:
         return e.code
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NetdefWarning)
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except argparse.ArgumentTypeError as e:
         print("netdef: error: %s" % e, file=sys.stderr)
         return 2
@@ -40,6 +44,15 @@ def main(argv=None):
         for error in getattr(e, "errors", [e]):
             print("error: %s" % error, file=sys.stderr)
         return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """netdef's own warnings are about the user's files: one line on stderr, no source
+    location of netdef's; others (a library's) as Python shows them."""
+    if issubclass(category, NetdefWarning):
+        print("warning: %s" % message, file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":
