@@ -4,6 +4,7 @@ Round trip: a caffemodel loaded into a module and exported again holds byte-iden
 blobs, and the exported file is a NetParameter that protobuf (so Caffe) reads, with each
 layer's parameters intact.
 """
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ from compiler.backends.torch_weights import module_blobs
 from compiler.errors import NetdefWarning
 from compiler.frontends.caffemodel import read_caffemodel
 from compiler.proto import caffe_pb2
-from compiler.weights import net_blob_shapes
+from compiler.passes.weights import net_blob_shapes
 from netdef.cli import main
 from tests.conftest import GOLDEN, needs_shared, shared_tool
 from tests.nets import CONV_FC, HEADER, inputs, layer, parse_text, randn
@@ -87,7 +88,7 @@ def check_round_trip(net, weights_path, tmp_path):
         assert got_param == expected, got.name
     # And it loads again, strictly, into the net read back from the exported prototxt.
     again = netdef.load(tmp_path / "out.prototxt", weights=out)
-    assert_same_bytes(module_blobs(net, gm), module_blobs(again.netdef_ir, again))
+    assert_same_bytes(module_blobs(net, gm), module_blobs(netdef.record(again).net, again))
 
 
 def layer_cases():
@@ -443,6 +444,20 @@ def test_resnet50_at_256_is_told_to_feed_224(tmp_path, capsys):
 
 
 # What loading did is in the module's record, and run says when there is nothing to load.
+
+def test_the_record_says_what_loading_did(det2):
+    net, path, _ = det2
+    gm, _ = loaded(net, path)
+    report = netdef.record(gm).weights
+    assert report.file == str(path) and report.ignored == ("conv5-3",) and report.kept_fillers == ()
+    assert report.loaded == ("conv1", "prelu1", "conv2", "prelu2", "conv3", "prelu3", "conv4", "prelu4",
+                             "conv5-1", "conv5-2")
+    assert netdef.record(copy.deepcopy(gm)).weights == report
+    # The fast path builds another module: its record still says what came from the file.
+    fast, _ = loaded(net, path, fast=True)
+    assert netdef.record(fast).weights == report
+    assert netdef.record(netdef.compile_net(net)).weights is None
+
 
 def test_run_without_weights_says_it_runs_on_fillers(tmp_path, capsys):
     proto = tmp_path / "net.prototxt"

@@ -1,7 +1,7 @@
 """Caffe blobs <-> the parameters and buffers of a built module, matched by layer name.
 
-Loading follows Caffe's Net::CopyTrainedLayersFrom (compiler/weights.py): layers of the
-file that the net lacks are skipped, layers of the net that the file lacks keep their
+Loading follows Caffe's Net::CopyTrainedLayersFrom (compiler/passes/weights.py): layers of
+the file that the net lacks are skipped, layers of the net that the file lacks keep their
 filler values, a blob of the wrong count or shape is an error naming both shapes, and
 the WeightsReport returned says which layers were loaded, kept their fillers or were
 ignored. `strict=True` makes ignored and unfilled layers errors too.
@@ -9,13 +9,14 @@ ignored. `strict=True` makes ignored and unfilled layers errors too.
 import numpy as np
 import torch
 
-from compiler import weights
+from compiler.backends.record import record_of
 from compiler.layers import registry
+from compiler.passes.weights import match_weights
 
 
 def net_blob_slots(net, gm):
     """[(layer, [(attr name, tensor, Caffe shape)])] for every layer that has blobs."""
-    inverse = {caffe: mod for mod, caffe in gm.caffe_layer_names.items()}
+    inverse = {caffe: mod for mod, caffe in record_of(gm).layer_names.items()}
     slots = []
     for layer in net.layers:
         defn = registry.get(layer.type)
@@ -30,9 +31,9 @@ def net_blob_slots(net, gm):
 
 
 def load_blobs(net, gm, file_layers, strict=False, file=None):
-    """file_layers: list of caffemodel.LayerBlobs. Copies the blobs that match into the
-    module (nothing when any does not fit) and returns the WeightsReport."""
-    filled, report = weights.match_weights(net, file_layers, file, strict)
+    """file_layers: list of ir.LayerBlobs. Copies the blobs that match into the module
+    (nothing when any does not fit) and returns the WeightsReport."""
+    filled, report = match_weights(net, file_layers, file, strict)
     with torch.no_grad():
         for layer, slots in net_blob_slots(net, gm):
             for (_, tensor, _), arr in zip(slots, filled.get(layer.name, ())):

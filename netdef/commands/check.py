@@ -24,7 +24,7 @@ def add_parser(sub):
 
 def run(args):
     from compiler.backends.summary import summarize
-    from compiler.weights import match_weights
+    from compiler.passes.weights import match_weights
     from netdef.api import read_weights
     weights, warnings = None, []
     try:

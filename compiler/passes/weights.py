@@ -32,9 +32,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from compiler.accounting import blob_fits
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
 from compiler.layers.base import prod
+from compiler.passes.shapes import infer_shapes
 
 # Names listed in one line before "and N more": the report keeps them all.
 SHOWN_NAMES = 12
@@ -90,15 +92,6 @@ class WeightsReport:
 def names(items):
     shown = ", ".join(items[:SHOWN_NAMES])
     return shown + (" and %d more" % (len(items) - SHOWN_NAMES) if len(items) > SHOWN_NAMES else "")
-
-
-def blob_fits(arr_shape, want, legacy):
-    """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
-    if tuple(arr_shape) == tuple(want):
-        return True
-    # Old caffemodels store every blob as 4-D num/channels/height/width (Caffe's ShapeEquals
-    # compares such a blob with the shape padded with leading 1s).
-    return legacy and len(want) <= 4 and tuple(arr_shape) == (1,) * (4 - len(want)) + tuple(want)
 
 
 def net_blob_shapes(net, layer):
@@ -226,7 +219,6 @@ def _input_problem(net, layer, fl, bad):
 
     def blob_at(shapes):
         """The layer's blob `bad` with the inputs at `shapes`; None if the net cannot take them."""
-        from compiler.passes.shapes import infer_shapes
         try:
             infer_shapes(trial, shapes)
             return net_blob_shapes(trial, trial_layer)[bad]
