@@ -17,10 +17,10 @@ import netdef
 from compiler.backends.caffemodel import caffemodel_chunks
 from compiler.backends.prototxt import net_to_proto
 from compiler.backends.torch_weights import module_blobs
-from compiler.errors import NetdefWarning
 from compiler.frontends.caffemodel import read_caffemodel
-from compiler.proto import caffe_pb2
 from compiler.passes.weights import net_blob_shapes
+from compiler.proto import caffe_pb2
+from netdef import NetdefWarning
 from netdef.cli import main
 from tests.conftest import GOLDEN, needs_shared, shared_tool
 from tests.nets import CONV_FC, HEADER, inputs, layer, parse_text, randn
@@ -400,6 +400,9 @@ def test_check_lists_the_layers_the_weights_lack_as_warnings(det2, tmp_path, cap
                    "warning: %s: layer 'conv5-2': a layer of the weights that is not in the net: it has the "
                    "shapes of the net's conv5-2b" % path,
                    "warning: %s: layer 'conv5-3': a layer of the weights that is not in the net" % path]
+    rc, out, _ = cli(["check", proto, "--weights", path, "--format", "json"], capsys)
+    assert rc == 0 and [(p["layer"], p["severity"]) for p in json.loads(out)] == [
+        ("conv5-2b", "warning"), ("conv5-2", "warning"), ("conv5-3", "warning")]
     assert cli(["check", proto, "--weights", path, "--strict"], capsys)[0] == 1
 
 

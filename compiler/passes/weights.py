@@ -101,13 +101,14 @@ def net_blob_shapes(net, layer):
 
 
 def match_weights(net, file_layers, file=None, strict=False):
-    """Match a weights file's layers (caffemodel.LayerBlobs) with a wired, shaped net as
+    """Match a weights file's layers (ir.LayerBlobs) with a wired, shaped net as
     Caffe does. Returns ({layer name: [arrays in the net's blob shapes]}, WeightsReport);
     raises NetdefErrors with every blob that does not fit, for a file that fills nothing,
     and, when strict, for every ignored or unfilled layer."""
     by_name = _first_by_name(net)
     wants = {name: net_blob_shapes(net, layer) for name, layer in by_name.items()}
     filled, errors, ignored, misfits = {}, [], [], set()
+    reshaped = _Reshaped(net)
     for fl in file_layers:
         layer = by_name.get(fl.name)
         if layer is None:
@@ -121,7 +122,7 @@ def match_weights(net, file_layers, file=None, strict=False):
                 filled[fl.name] = [a.reshape(w) for a, w in zip(fl.blobs, want)]
             continue
         misfits.add(fl.name)
-        problem = _input_problem(net, layer, fl, bad)
+        problem = _input_problem(net, reshaped, layer, fl, bad)
         if problem is None:
             where = (layer.file or net.file, layer.line, layer.name)
             problem = NetdefError(*where, _misfit_message(net, layer, file, fl, want, bad),
@@ -204,37 +205,58 @@ def _renamings(ignored, unfilled, file_layers, wants):
 
 # ---- blobs that do not fit because of the input ----
 
-def _input_problem(net, layer, fl, bad):
+class _Reshaped:
+    """The learnable blob shapes of every layer with the net's inputs at other shapes,
+    computed on one copy of the net and remembered: explaining several misfits asks for
+    the same sizes again."""
+
+    def __init__(self, net):
+        self.net, self.trial, self.known = net, None, {}
+
+    def at(self, shapes):
+        """({layer name: blob shapes}, {input blob name: shape}) with the inputs at `shapes`
+        (the others, and all of them when empty, as the net file declares them); None if
+        the net cannot take them."""
+        key = tuple(sorted(shapes.items()))
+        if key not in self.known:
+            if self.trial is None:
+                self.trial = copy.deepcopy(self.net)     # infer_shapes writes into the blobs
+            try:
+                infer_shapes(self.trial, shapes)
+                self.known[key] = ({name: net_blob_shapes(self.trial, layer)
+                                    for name, layer in _first_by_name(self.trial).items()},
+                                   {self.trial.blobs[t].name: tuple(self.trial.blobs[t].shape)
+                                    for t in self.trial.inputs})
+            except NetdefError:
+                self.known[key] = None
+        return self.known[key]
+
+
+def _input_problem(net, reshaped, layer, fl, bad):
     """When the net's input has a size for which `layer`'s blobs would fit the file's, the
     problem is the input: an error naming it, what it makes of the layer and what to feed.
     None when no input size explains the difference."""
     if bad < 0:
         return None          # the number of blobs does not depend on sizes
     ancestors = nx.ancestors(net.graph, layer.name) if layer.name in net.graph else set()
-    inputs = [t for t in net.inputs if net.blobs[t].producer in ancestors]
     current = {net.blobs[t].name: tuple(net.blobs[t].shape) for t in net.inputs}
     target = tuple(fl.blobs[bad].shape)
-    trial = copy.deepcopy(net)
-    trial_layer = trial.layer(layer.name)
 
     def blob_at(shapes):
         """The layer's blob `bad` with the inputs at `shapes`; None if the net cannot take them."""
-        try:
-            infer_shapes(trial, shapes)
-            return net_blob_shapes(trial, trial_layer)[bad]
-        except NetdefError:
-            return None
+        found = reshaped.at(shapes)
+        return None if found is None else found[0][layer.name][bad]
 
     def fits(shape):
         return shape is not None and blob_fits(target, shape, fl.legacy[bad])
 
-    declared = {}
-    if blob_at({}) is not None:     # the shapes the net file declares, when it declares them
-        declared = {net.blobs[t].name: tuple(trial.blobs[t].shape) for t in net.inputs}
-    for t in inputs:
+    declared = reshaped.at({})
+    for t in [t for t in net.inputs if net.blobs[t].producer in ancestors]:
         name = net.blobs[t].name
-        if declared.get(name, current[name]) != current[name] and fits(blob_at(dict(current, **{name: declared[name]}))):
-            return _input_error(net, layer, t, declared[name], declared[name], bad, target)
+        if declared is not None and declared[1][name] != current[name]:
+            shape = declared[1][name]
+            if fits(blob_at(dict(current, **{name: shape}))):
+                return _input_error(net, layer, t, shape, shape, bad, target)
         sizes = _spatial_sizes(current[name], target, lambda shape: blob_at(dict(current, **{name: shape})), fits)
         if sizes is not None:
             return _input_error(net, layer, t, *sizes, bad, target)
@@ -257,6 +279,8 @@ def _spatial_sizes(shape, target, blob_at, fits):
         return -1 if blob is None else prod(blob)
 
     want = prod(target)
+    if count(last) == count(2 * last):
+        return None               # the blob does not depend on the input's size
     lo, hi = 1, max(2 * last, 16)
     while count(hi) < want:       # grow until the blob is at least as big as the file's
         if hi > 1 << 16:
