@@ -17,6 +17,7 @@ import torch.nn as nn
 import compiler.layers
 import netdef
 from compiler.layers.base import constructor_args
+from netdef.api import load_weights
 from tests.nets import inputs, layer, parse_text
 
 VISION = inputs(data=(2, 3, 8, 8)) + "".join([
@@ -188,8 +189,11 @@ def test_runtime_modules_hold_no_protobuf_message():
 
 def test_torch_save_and_load_of_a_compiled_module():
     """A user pickling their own model: netdef itself never unpickles a file."""
-    for name in ["VISION", "SSD"]:
+    for name, first in [("VISION", "conv"), ("SSD", "fmap")]:
         gm = compiled(name)
+        conv = getattr(gm, first)
+        load_weights(netdef.record(gm).net, gm, {first: [conv.weight.detach().numpy(),
+                                                         conv.bias.detach().numpy()]})
         buffer = io.BytesIO()
         torch.save(gm, buffer)
         buffer.seek(0)
@@ -204,6 +208,7 @@ def test_torch_save_and_load_of_a_compiled_module():
         assert [l.param for l in netdef.record(loaded).net.layers] == \
             [l.param for l in netdef.record(gm).net.layers]
         assert netdef.record(loaded).layer_names == netdef.record(gm).layer_names
+        assert netdef.record(loaded).weights == netdef.record(gm).weights
         again = io.BytesIO()
         torch.save(copy.copy(loaded), again)
         again.seek(0)
