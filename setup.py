@@ -15,6 +15,9 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "safetensors",
+                             "onnxruntime"],
+                    "safetensors": ["safetensors"],
+                    "onnx": ["onnx", "onnxscript", "onnxruntime"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

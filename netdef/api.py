@@ -13,7 +13,7 @@ from compiler.backends.prototxt import net_to_text
 from compiler.backends.fold import fast_path
 from compiler.backends.record import record_of
 from compiler.errors import NetdefWarning
-from compiler.frontends import caffemodel, saved
+from compiler.frontends import caffemodel, safetensors_file, saved
 from compiler.ir import LayerBlobs
 from compiler.layers import registry
 from compiler.state import NetState
@@ -41,6 +41,7 @@ def record(gm):
 
 def compile_net(net, weights=None, outputs=None, strict=False, fast=False):
     """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
+    a .safetensors that netdef export wrote,
     or {layer: [arrays]}, loaded as load_weights says). In train() mode it computes Caffe's
     TRAIN behaviour, in eval() TEST's. fast=True is the inference fast path
     (compiler/backends/fold.py): BatchNorm and Scale folded into the convolutions before
@@ -71,13 +72,15 @@ def export(gm, caffemodel_path, prototxt_path=None):
 
 
 def read_weights(weights):
-    """A .caffemodel path, a saved .netdef or {layer: [arrays]} -> ([LayerBlobs], file)."""
+    """A .caffemodel path, a saved .netdef, a .safetensors (netdef export's) or {layer: [arrays]} -> ([LayerBlobs], file)."""
     if isinstance(weights, dict):
         return [LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
                 for k, v in weights.items()], None
     file = str(weights)
     if file.endswith(saved.SUFFIX):
         return saved.read_saved(Path(file))[1], file
+    if file.endswith(safetensors_file.SUFFIX):
+        return safetensors_file.read_safetensors(file), file
     return caffemodel.read_caffemodel(file), file
 
 

@@ -100,6 +100,21 @@ def refuse_input_as_output(path, inputs):
                               "destroy the input" % source, "choose another output file")
 
 
+def check_output(path, inputs=()):
+    """The real path `path` would be written at, or a NetdefError: a directory, one of the
+    command's input files, a folder that does not exist. write_atomic checks this; a
+    command that writes several files checks them all before it writes the first."""
+    from compiler.errors import NetdefError
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise NetdefError(str(path), None, None, "the output is a directory", "give a file name")
+    refuse_input_as_output(path, inputs)
+    if not os.path.isdir(os.path.dirname(target)):
+        raise NetdefError(str(path), None, None, "cannot write: the folder %s does not exist"
+                          % os.path.dirname(target))
+    return target
+
+
 def write_atomic(path, write, inputs=()):
     """Write `path` so that no failure leaves a partial, stray or damaged file behind.
 
@@ -113,13 +128,8 @@ def write_atomic(path, write, inputs=()):
     import stat
     from compiler.errors import NetdefError
     shown = str(path)
-    target = os.path.realpath(path)
-    if os.path.isdir(target):
-        raise NetdefError(shown, None, None, "the output is a directory", "give a file name")
-    refuse_input_as_output(path, inputs)
+    target = check_output(path, inputs)
     directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        raise NetdefError(shown, None, None, "cannot write: the folder %s does not exist" % directory)
     special = os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode)
     tmp = None
     try:
