@@ -56,9 +56,15 @@ def layer_params(net, layer, seen_shared):
     """Learnable blob elements of one shaped layer; a shared blob counts once (`seen_shared`
     holds the param names already counted), statistics (LayerDef.stat_blobs: BatchNorm's
     mean, variance and factor) do not count."""
+    return sum(param_counts(net, layer, seen_shared))
+
+
+def param_counts(net, layer, seen_shared):
+    """(trainable, frozen): layer_params split by the blobs' lr_mult (a missing param spec
+    is lr_mult 1, Caffe's default; lr_mult 0 is a frozen blob, which no solver changes)."""
     defn = registry.get(layer.type)
     shapes = [net.blobs[b].shape for b in layer.bottoms]
-    total = 0
+    counts = [0, 0]
     for i, s in enumerate(defn.blob_shapes(layer, shapes)):
         spec = layer.param.param[i] if i < len(layer.param.param) else None
         if spec is not None and spec.name:
@@ -66,8 +72,8 @@ def layer_params(net, layer, seen_shared):
                 continue
             seen_shared.add(spec.name)
         if i not in defn.stat_blobs:
-            total += prod(s)
-    return total
+            counts[spec is not None and spec.lr_mult == 0] += prod(s)
+    return tuple(counts)
 
 
 def blob_fits(arr_shape, want, legacy):

@@ -173,7 +173,7 @@ def test_summary_formats_agree(lenet5, capsys):
 
     assert main(["summary", lenet5, "--format", "csv"]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert table[0] == ["name", "type", "output", "params", "macs", "memory_bytes"]
+    assert table[0] == ["name", "type", "output", "params", "macs", "memory_bytes", "trainable_params"]
     assert table[-1][0] == "TOTAL" and int(table[-1][3]) == 61_706
     assert int(table[-1][4]) == doc["totals"]["macs"] and int(table[-1][5]) == doc["totals"]["memory"]
     assert [row[2] for row in table[1:3]] == ["1x1x32x32", "1x6x28x28"]

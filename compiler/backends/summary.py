@@ -1,7 +1,8 @@
 """IR -> summary: per layer name, type, output shapes, params, MACs and activation memory.
 
 Params count learnable blob elements (shared blobs once; BatchNorm statistics not
-counted, as derived-facts.json counts them). MACs are per image (batch item), as the
+counted, as derived-facts.json counts them); "trainable" those whose lr_mult is not 0,
+the rest are frozen (fine-tuning's frozen layers). MACs are per image (batch item), as the
 classic papers and derived-facts.json count them; their conv/fc total adds the layers whose
 LayerDef says `conv_fc_macs`. Activation memory is the float32 bytes
 of the layer's tops for the whole batch (an in-place top counts again: it is a new value).
@@ -10,7 +11,7 @@ import csv
 import io
 import json
 
-from compiler.accounting import blob_bytes, human_bytes, layer_params
+from compiler.accounting import blob_bytes, human_bytes, param_counts
 from compiler.layers import registry
 
 def summarize(net):
@@ -21,16 +22,18 @@ def summarize(net):
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
         outs = [net.blobs[t].shape for t in layer.tops]
+        trainable, frozen = param_counts(net, layer, seen_shared)
         rows.append({
             "name": layer.name, "type": layer.type,
             "output": [list(s) for s in outs],
-            "params": layer_params(net, layer, seen_shared),
+            "params": trainable + frozen, "trainable": trainable, "frozen": frozen,
             "macs": defn.macs(layer, shapes, outs),
             "memory": sum(blob_bytes(s) for s in outs),
         })
         if defn.conv_fc_macs:
             conv_fc_macs += rows[-1]["macs"]
     totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
+              "trainable": sum(r["trainable"] for r in rows), "frozen": sum(r["frozen"] for r in rows),
               "macs": sum(r["macs"] for r in rows),
               "conv_fc_macs": conv_fc_macs,
               "memory": sum(r["memory"] for r in rows),
@@ -42,6 +45,16 @@ def _shape_text(shapes):
     return " ".join("x".join(str(d) for d in s) if s else "scalar" for s in shapes)
 
 
+def _trainable_text(row):
+    """"yes", "frozen", the trainable count when part of the layer is frozen, or "" for a
+    layer without parameters."""
+    if not row["params"]:
+        return ""
+    if not row["frozen"]:
+        return "yes"
+    return "frozen" if not row["trainable"] else "{:,}".format(row["trainable"])
+
+
 def format_summary(net, fmt="table"):
     rows, totals = summarize(net)
     if fmt == "json":
@@ -49,16 +62,17 @@ def format_summary(net, fmt="table"):
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["name", "type", "output", "params", "macs", "memory_bytes"])
+        w.writerow(["name", "type", "output", "params", "macs", "memory_bytes", "trainable_params"])
         for r in rows:
-            w.writerow([r["name"], r["type"], _shape_text(r["output"]), r["params"], r["macs"], r["memory"]])
-        w.writerow(["TOTAL", "", "", totals["params"], totals["macs"], totals["memory"]])
+            w.writerow([r["name"], r["type"], _shape_text(r["output"]), r["params"], r["macs"], r["memory"],
+                        r["trainable"]])
+        w.writerow(["TOTAL", "", "", totals["params"], totals["macs"], totals["memory"], totals["trainable"]])
         return buf.getvalue().rstrip("\n")
-    table = [("layer", "type", "output", "params", "MACs", "memory")]
+    table = [("layer", "type", "output", "params", "trainable", "MACs", "memory")]
     for r in rows:
         table.append((r["name"], r["type"], _shape_text(r["output"]), "{:,}".format(r["params"]),
-                      "{:,}".format(r["macs"]), human_bytes(r["memory"])))
-    widths = [max(len(row[i]) for row in table) for i in range(6)]
+                      _trainable_text(r), "{:,}".format(r["macs"]), human_bytes(r["memory"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = []
     for k, row in enumerate(table):
         lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
@@ -68,8 +82,10 @@ def format_summary(net, fmt="table"):
     macs = "{:,}".format(totals["macs"])
     if totals["conv_fc_macs"] != totals["macs"]:
         macs += " (conv/fc %s)" % "{:,}".format(totals["conv_fc_macs"])
-    lines.append("%s: %d layers, %s params, %s MACs per image, %s activations; outputs %s" % (
-        net.name, totals["layers"], "{:,}".format(totals["params"]), macs,
+    lines.append("%s: %d layers, %s params (%s trainable, %s frozen), %s MACs per image, %s activations; "
+                 "outputs %s" % (
+        net.name, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["trainable"]),
+        "{:,}".format(totals["frozen"]), macs,
         human_bytes(totals["memory"]),
         ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items())))
     return "\n".join(lines)

@@ -60,6 +60,14 @@ def output_format(path):
                       "name the output NAME.net (netdef language) or NAME.prototxt (Caffe)")
 
 
+def net_text(proto, source, output, made_by):
+    """A NetParameter that a command made from `source` as the text of `output`'s format
+    (its suffix, as convert's): prototxt with a header saying where it came from, or the
+    netdef language (checked as convert checks it)."""
+    text = "# Generated from %s by %s\n%s" % (Path(source).name, made_by, text_format.MessageToString(proto))
+    return prototxt_to_net(source, text) if output_format(output) == "net" else text
+
+
 def _check_replaceable(path, force):
     """An existing regular file is replaced only if netdef generated it, or with --force."""
     p = Path(path)
