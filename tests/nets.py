@@ -3,20 +3,17 @@ import numpy as np
 import pytest
 
 import netdef
+from compiler import pipeline
 from compiler.frontends import prototxt
 from compiler.state import NetState
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
 
 HEADER = 'name: "t"\ninput: "data"\ninput_dim: 2\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n'
 
 
 def parse_text(text, phase="TEST", stages=(), level=0, input_shapes=None, file="t.prototxt"):
     """Prototxt text -> wired, shaped Net (what netdef.parse does for a file)."""
-    net = prototxt.load_net(file, NetState(phase, stages, level), text=text)
-    wire(net)
-    infer_shapes(net, input_shapes)
-    return net
+    return pipeline.build_net(prototxt.load_net(file, text=text), NetState(phase, stages, level),
+                              input_shapes)
 
 
 def compile_text(text, weights=None, **kw):

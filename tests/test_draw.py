@@ -12,9 +12,8 @@ import subprocess
 import pytest
 
 import netdef
+from compiler import pipeline
 from compiler.backends import draw
-from compiler.passes.validate import validate
-from compiler.pipeline import read
 from compiler.state import NetState
 from netdef.cli import main
 from tests.conftest import CORPUS
@@ -69,8 +68,9 @@ def write(tmp_path, text, name="net.prototxt"):
 
 
 def view_of(path, phase="TEST"):
-    net = read(path, NetState(phase))
-    errors = validate(net)
+    state = NetState(phase)
+    net = pipeline.read(path, state)
+    errors = pipeline.check(net, state)
     return draw.build_view(net, errors), errors
 
 

@@ -17,14 +17,13 @@ smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 import numpy as np
 import torch
 
+from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.record import record_of
 from compiler.ir import Layer, LayerBlobs, Net
 from compiler.layers.conv import Convolution
 from compiler.layers.normalization import BatchNorm
 from compiler.layers.scale_bias import Scale
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
 
 
 def _shares_params(layer):
@@ -115,9 +114,9 @@ def fold_batchnorm(net, gm):
                 blobs.pop(layer.name, None)
     layers = [replaced.get(l.name, Layer(l.name, l.type, l.param, l.line, l.file))
               for l in net.layers if l.name not in removed]
-    folded = Net(net.name, layers, net.file, net.state)
-    wire(folded)
-    infer_shapes(folded, {net.blobs[t].name: net.blobs[t].shape for t in net.inputs})
+    folded = pipeline.build_net(Net(net.name, layers, net.file), net.state,
+                                {net.blobs[t].name: net.blobs[t].shape for t in net.inputs},
+                                pipeline.NO_BUDGET)
     out = torch_fx.build_module(folded, outputs)
     torch_weights.load_blobs(folded, out, [LayerBlobs(k, "", v, [False] * len(v)) for k, v in blobs.items()])
     out.train(gm.training)

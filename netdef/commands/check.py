@@ -7,7 +7,7 @@ blobs are missing or of the wrong shape. Exit 0 when the net is valid, 1 otherwi
 import json
 
 from compiler.errors import NetdefError, NetdefErrors
-from netdef.commands import add_net_arguments, read_and_validate
+from netdef.commands import add_net_arguments, read_and_check
 
 
 def add_parser(sub):
@@ -24,7 +24,7 @@ def run(args):
     from compiler.passes.validate import check_weights
     from netdef.api import read_weights
     try:
-        net, errors = read_and_validate(args)
+        net, errors = read_and_check(args)
         if args.weights and not errors:
             layers, file = read_weights(args.weights)
             errors = check_weights(net, layers, file)
