@@ -19,13 +19,9 @@ from compiler.proto import caffe_pb2
 from netdef.api import load_weights
 from netdef.cli import main
 from tests.conftest import GOLDEN, needs_shared, shared_tool
-from tests.nets import HEADER, parse_text
+from tests.nets import CONV_RELU_FC, parse_text
 
-NET = HEADER + '''
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
-'''
+NET = CONV_RELU_FC
 SHAPES = {"conv1": [(4, 3, 3, 3), (4,)], "fc": [(5, 144), (5,)]}
 
 
