@@ -1,6 +1,7 @@
 """The inference fast path: fold BatchNorm and Scale into the Convolution before them and
-store 4-D weights channels_last. (In-place ReLUs and sums are not this pass's: every
-module the backend builds has them, see fast_path.)
+store 4-D weights channels_last. It transforms a net and the module built from it, so it
+is a backend. (In-place ReLUs and sums are not its work: every module the backend builds
+has them, see fast_path.)
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
 maps per output channel, so conv -> BatchNorm [-> Scale] equals one convolution with
@@ -9,9 +10,9 @@ ResNet. A chain folds only when nothing else can see the values in between: each
 intermediate value is read by the next layer of the chain alone and is not an output the
 module returns, and no layer of it shares parameters (param { name }) with another layer.
 
-The pass rewrites the IR (the convolution gains a bias and takes over the top of the last
-folded layer; BatchNorm and Scale are removed), rebuilds the module from it and loads the
-folded weights. The result is again a net Caffe can run: exporting it writes a valid,
+It rewrites the IR (the convolution gains a bias and takes over the top of the last folded
+layer; BatchNorm and Scale are removed), checks the new net through the pipeline, builds
+its module and loads the folded weights. The result is again a net Caffe can run: exporting it writes a valid,
 smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
 import numpy as np
