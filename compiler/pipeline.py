@@ -23,10 +23,9 @@ from compiler.state import NetState
 __all__ = ["NO_BUDGET", "build", "build_net", "check", "read"]
 
 
-def read(source, state=NetState(), name=None):
-    """A net file -> IR Net as its frontend reads it, upgraded, not yet filtered or wired.
-    `name` chooses one net of a .net file that declares several; the netdef language
-    checks its `expect` statements and layer names for `state` as it builds the net."""
+def read(source, name=None):
+    """A net file -> IR Net as its frontend reads it: every layer of every phase, upgraded,
+    not yet filtered or wired. `name` chooses one net of a .net file that declares several."""
     path = Path(source)
     if name is not None and path.suffix != ".net":
         raise NetdefError(str(path), None, None, "a net name (%s) chooses a net of a .net file; "
@@ -37,7 +36,7 @@ def read(source, state=NetState(), name=None):
     if path.suffix == ".net":
         # Imported here: the netdef language's parser (lark) is not loaded for prototxt files.
         from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, state, net=name)
+        return load_dsl(path, net=name)
     return prototxt.load_net(path)
 
 
@@ -76,4 +75,4 @@ def build(source, state=NetState(), input_shapes=None, max_memory=None, name=Non
     """A net file -> wired, shaped IR Net. A net whose blobs would not fit `max_memory`
     bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated.
     Raises NetdefErrors with every problem found."""
-    return build_net(read(source, state, name), state, input_shapes, max_memory)
+    return build_net(read(source, name), state, input_shapes, max_memory)

@@ -10,10 +10,10 @@ per verb in netdef/commands/). Training, data and inference-time tools belong he
 (netdef/training, netdef/data, netdef/inference: README, "How it is built"), above the
 compiler, which never imports this package.
 """
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers.base import LayerDef, ShapeError
 from netdef.version import __version__
 from netdef.api import compile_net, export, load, parse, record, register_layer, save
 
-__all__ = ["__version__", "NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
+__all__ = ["__version__", "NetdefError", "NetdefErrors", "NetdefWarning", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]
