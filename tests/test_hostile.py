@@ -314,7 +314,7 @@ def mutated_dsl(draw):
 def load_dsl_text(text):
     from compiler.frontends.dsl import load_dsl
     # A file may declare several nets: take the first. The path makes imports resolve
-    # next to the zoo's files. The TEST phase, as the pipeline reads it by default.
+    # next to the zoo's files. Every phase: pipeline.check keeps the TEST one, its default.
     names = re.findall(r'^net\s+"([^"]*)"', text, re.M)
     return load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text)
 

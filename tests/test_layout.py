@@ -28,14 +28,6 @@ ALLOWED = {
 }
 
 
-# Imports against the direction that the split of the netdef language's frontend (issue 7)
-# is removing: it still filters phases and checks its `expect` statements by running the
-# passes itself. The test fails when one of them goes, so that it leaves this list too.
-BEING_REMOVED = {("compiler.frontends.dsl", "compiler.passes.phase"),
-                 ("compiler.frontends.dsl", "compiler.passes.shapes"),
-                 ("compiler.frontends.dsl", "compiler.passes.wiring")}
-
-
 def part(module):
     """The part of the layout a module (dotted name) belongs to."""
     names = module.split(".")
@@ -85,17 +77,13 @@ def import_graph():
     return graph
 
 
-def against_direction(graph, known=frozenset()):
+def against_direction(graph):
     return ["%s:%d: %s (%s) imports %s (%s)" % (data["file"], data["line"], src, part(src), dst, part(dst))
-            for src, dst, data in graph.edges(data=True)
-            if part(dst) not in ALLOWED[part(src)] and (src, dst) not in known]
+            for src, dst, data in graph.edges(data=True) if part(dst) not in ALLOWED[part(src)]]
 
 
 def test_every_import_goes_the_way_of_the_pipeline():
-    graph = import_graph()
-    assert against_direction(graph, BEING_REMOVED) == []
-    assert [edge for edge in sorted(BEING_REMOVED) if not graph.has_edge(*edge)] == [], \
-        "these imports are gone: take them off BEING_REMOVED"
+    assert against_direction(import_graph()) == []
 
 
 def test_no_module_imports_itself_through_others():
