@@ -34,6 +34,7 @@ def add_parser(sub):
 
 
 def run(args):
+    from compiler import pipeline
     from compiler.proto import caffe_pb2
     from netdef.commands.convert import net_text, output_format
     from netdef.inference.labels import labels_beside, read_labels
@@ -49,7 +50,7 @@ def run(args):
         raise NetdefError(args.labels, None, None, "%d class names for --classes %d" % (len(labels), classes))
     if labels is not None:
         check_output(labels_beside(args.output), sources)
-    net = transfer.read_all_phases(args.net, args.net_name)
+    net = pipeline.read(args.net, args.net_name)
     shapes = parse_input_shapes(args.input_shape)
     renames, frozen = transfer.finetune(net, classes, args.head, args.freeze, shapes, args.max_memory)
     proto = caffe_pb2.NetParameter(name=net.name)

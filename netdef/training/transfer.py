@@ -13,15 +13,12 @@ The functions take IR nets: `classifiers` a wired and shaped one (one NetState),
 edits (`replace_heads`, `freeze`) any list of Layers, so that the command can find the
 heads in each phase and edit the file's layers of every phase once.
 """
-from pathlib import Path
-
-from compiler.errors import NetdefError, NetdefErrors
+from compiler import pipeline
+from compiler.errors import NetdefError
 from compiler.ir import Net
 from compiler.layers.conv import Convolution
 from compiler.layers.inner_product import InnerProduct
 from compiler.layers.normalization import BatchNorm
-from compiler.passes.phase import filter_phase
-from compiler.passes.validate import validate
 from compiler.state import NetState
 
 HEAD_SUFFIX = "_ft"
@@ -123,33 +120,17 @@ def freeze(layers, names, counts):
             layer.param.batch_norm_param.use_global_stats = True
 
 
-def read_all_phases(source, name=None):
-    """A net file -> its unwired IR Net with the layers of every phase, in file order (the
-    fine-tuned file keeps them all). `name` chooses a net of a .net file."""
-    from compiler.frontends import prototxt, saved
-    path = Path(source)
-    if path.suffix == ".net":
-        from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, net=name)
-    text = saved.read_saved(path)[0] if path.suffix == saved.SUFFIX else prototxt.read_text_file(path)
-    proto, lines = prototxt.parse_net_text(text, str(path))
-    return Net(proto.name or path.stem, prototxt.upgrade_layers(proto, str(path), lines), file=str(path))
-
-
 def phase_net(net, state, input_shapes=None, max_memory=None):
-    """The layers of `net` that `state` keeps, wired and shaped as a Net of their own (the
-    Layer objects are `net`'s: an edit of their parameters is an edit of `net`)."""
+    """The layers of `net` (pipeline.read: every phase) that `state` keeps, wired and shaped
+    as a Net of their own. The Layer objects are `net`'s: an edit of their parameters is an
+    edit of `net`."""
     part = Net(net.name, net.layers, file=net.file)
     part.expected_shapes = net.expected_shapes
-    filter_phase(part, state)
-    errors = validate(part, input_shapes, max_memory)
-    if errors:
-        raise NetdefErrors(errors)
-    return part
+    return pipeline.build_net(part, state, input_shapes, max_memory)
 
 
 def finetune(net, classes, head=None, freeze_upto="all", input_shapes=None, max_memory=None):
-    """Edit `net` (read_all_phases: every phase) for fine-tuning to `classes` classes: the
+    """Edit `net` (pipeline.read: every phase) for fine-tuning to `classes` classes: the
     classifiers of its TRAIN and TEST nets replaced (replace_heads), the layers that
     `freeze_upto` names frozen. Returns ({old head: new head}, [names of the frozen layers
     that have blobs])."""
