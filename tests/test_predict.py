@@ -1,0 +1,130 @@
+"""netdef predict: Caffe's TEST preprocessing (the net's transform_param, else the
+command line's), ten crops, ensembles, class names, and bad input refused."""
+import numpy as np
+import pytest
+import torch
+
+import netdef
+from compiler.proto import caffe_pb2
+from netdef.cli import main
+from netdef.inference.predict import ensemble, ten_crops
+
+cv2 = pytest.importorskip("cv2", reason="decoding images as Caffe does needs OpenCV (the data extra)")
+
+DEPLOY = '''name: "small"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 24 dim: 24 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "pool" type: "Pooling" bottom: "conv1" top: "pool" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc"
+  inner_product_param { num_output: NUM weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+'''
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A deploy net with random weights (two snapshots), and three images of 32x40."""
+    net = tmp_path / "deploy.prototxt"
+    net.write_text(DEPLOY.replace("NUM", "5"))
+    for k in (1, 2):
+        torch.manual_seed(k)
+        netdef.export(netdef.load(str(net)), str(tmp_path / ("w%d.caffemodel" % k)))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / ("img%d.png" % i)), rng.integers(0, 255, (32, 40, 3), dtype=np.uint8))
+    return tmp_path
+
+
+def predicted(argv, capsys):
+    code = main([str(a) for a in ["predict"] + argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = out.out.splitlines()
+    return {lines[i]: [l.split(None, 1) for l in lines[i + 1:i + 4]] for i in range(0, len(lines), 4)}
+
+
+def reference(files, image, weights, crops):
+    """What predict must print, computed here: Caffe's TEST transform by hand (BGR pixels
+    minus the mean, times the scale), the crops cut by hand, the softmax averaged."""
+    img = cv2.imread(str(files / image)).transpose(2, 0, 1).astype(np.float32)
+    img = (img - np.float32([100, 110, 120]).reshape(3, 1, 1)) * np.float32(0.01)
+    offsets = [((32 - 24) // 2, (40 - 24) // 2)] if crops == 1 else \
+        [(0, 0), (0, 16), (8, 0), (8, 16), (4, 8)]
+    batch = [img[:, y:y + 24, x:x + 24] for y, x in offsets]
+    if crops == 10:
+        batch += [c[:, :, ::-1] for c in batch]
+    gm = netdef.load(str(files / "deploy.prototxt"), weights=str(files / weights),
+                     input_shapes={"data": (len(batch), 3, 24, 24)})
+    with torch.no_grad():
+        return gm(torch.from_numpy(np.ascontiguousarray(np.stack(batch))))["prob"].mean(0)
+
+
+PREPROCESS = ["--mean", "100,110,120", "--scale", "0.01", "--crop", "24", "--top", "3"]
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_predict_is_caffe_test_preprocessing_and_averaged_crops(crops, files, capsys):
+    result = predicted([files / "deploy.prototxt", "--weights", files / "w1.caffemodel", files / "img0.png",
+                        files / "img1.png", "--crops", crops] + PREPROCESS, capsys)
+    for image in ("img0.png", "img1.png"):
+        expected = reference(files, image, "w1.caffemodel", crops)
+        top = torch.topk(expected, 3)
+        rows = result[str(files / image)]
+        assert [r[1] for r in rows] == ["class %d" % i for i in top.indices.tolist()]
+        np.testing.assert_allclose([float(r[0]) for r in rows], top.values.numpy(), atol=1e-4)
+
+
+def test_an_ensemble_averages_outputs_not_weights(files, capsys):
+    labels = files / "deploy.labels.txt"
+    labels.write_text("a\nb\nc\nd\ne\n")          # found beside the net
+    result = predicted([files / "deploy.prototxt", "--weights", files / "w1.caffemodel", files / "img2.png",
+                        "--ensemble", files / "w2.caffemodel"] + PREPROCESS, capsys)
+    expected = (reference(files, "img2.png", "w1.caffemodel", 1) + reference(files, "img2.png", "w2.caffemodel", 1)) / 2
+    top = torch.topk(expected, 3)
+    rows = result[str(files / "img2.png")]
+    assert [r[1] for r in rows] == ["abcde"[i] for i in top.indices.tolist()]
+    np.testing.assert_allclose([float(r[0]) for r in rows], top.values.numpy(), atol=1e-4)
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    image = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
+    crops = ten_crops(image, 3)
+    assert crops.shape == (10, 2, 3, 3)
+    np.testing.assert_array_equal(crops[0], image[:, :3, :3])
+    np.testing.assert_array_equal(crops[3], image[:, 2:, 3:])
+    np.testing.assert_array_equal(crops[4], image[:, 1:4, 1:4])     # Caffe's TEST crop: (5-3)//2, (6-3)//2
+    np.testing.assert_array_equal(crops[9], image[:, 1:4, 1:4][:, :, ::-1])
+
+
+def test_the_centre_crop_is_the_data_transformers_test_output(files):
+    from netdef.data.transformer import DataTransformer
+    from netdef.inference.predict import Preprocessor
+    param = caffe_pb2.TransformationParameter(crop_size=24, scale=0.5, mirror=True)
+    param.mean_value.extend([1, 2, 3])
+    ours = Preprocessor(param).crops(files / "img0.png", 1)[0]
+    caffe = DataTransformer(param, "TEST")(cv2.imread(str(files / "img0.png")).transpose(2, 0, 1))
+    np.testing.assert_array_equal(ours, caffe)
+
+
+def test_an_ensemble_member_of_other_classes_is_named():
+    def member(n, name):
+        return (lambda x: {"p": torch.ones(x.shape[0], n)}, "p", True, name)
+    with pytest.raises(netdef.NetdefError, match="other.caffemodel.*shape"):
+        ensemble([member(5, "main.caffemodel"), member(4, "other.caffemodel")], torch.zeros(2, 3))
+
+
+def test_bad_input_is_one_located_error(files, capsys):
+    (files / "bad.png").write_bytes(b"not an image")
+    other = files / "other.prototxt"
+    other.write_text(DEPLOY.replace("NUM", "4"))
+    netdef.export(netdef.load(str(other)), str(files / "other.caffemodel"))
+    for argv, where in [
+        ([files / "bad.png"], "bad.png"),
+        ([files / "img0.png", "--ensemble", "%s:%s" % (other, files / "other.caffemodel")], "other.caffemodel"),
+        ([files / "img0.png", "--labels", files / "missing.txt"], "missing.txt"),
+    ]:
+        code = main([str(a) for a in ["predict", files / "deploy.prototxt", "--weights", files / "w1.caffemodel"]
+                     + PREPROCESS + argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and 1 <= len(err) <= 2 and where in err[0], err
