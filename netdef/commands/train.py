@@ -1,0 +1,155 @@
+"""netdef train SOLVER [--weights W] [--feed batches.npz] [--trace out.npz]
+                    [--snapshot PREFIX_iter_N.solverstate] [--device D] [--gpu N]
+                    [--precision fp32|bf16|fp16] [--channels-last] [--log FILE]
+
+Caffe's `caffe train`: the solver file's nets, schedule and update, with the module
+running on PyTorch. --feed gives the inputs (entry j of each array feeds forward pass j);
+--trace writes what Caffe's golden traces hold: `loss` and `lr` per iteration,
+`iter{k}/{layer}/{i}` (every parameter blob after iteration k, for every layer holding
+it) and `fwd1/{blob}` (every blob of the first forward pass). Under torchrun each process
+trains on its share of every batch and only rank 0 logs and snapshots.
+
+SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
+"""
+import os
+
+from compiler.errors import NetdefError, NetdefErrors
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train with a Caffe solver file")
+    p.add_argument("solver", help="solver .prototxt (Caffe's SolverParameter)")
+    p.add_argument("--weights", help="initial weights (.caffemodel): copied by layer name, as Caffe does")
+    p.add_argument("--feed", help=".npz of input batches: entry j of each array feeds forward pass j")
+    p.add_argument("--trace", help="write losses, rates and parameters per iteration to this .npz")
+    p.add_argument("--snapshot", help="resume from a .solverstate (or .solverstate.h5)")
+    add_device_arguments(p)
+    p.add_argument("--log", help="also write the log lines to this file")
+    return p
+
+
+def add_device_arguments(p):
+    """--device, --gpu, --precision, --channels-last: shared by the verbs that compute."""
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast precision (fp16 with loss scaling); fp32 is Caffe's")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+
+
+def device_of(args):
+    import argparse
+    if args.gpu is not None and args.device is not None:
+        raise argparse.ArgumentTypeError("give --device or --gpu, not both")
+    device = "cuda:%d" % args.gpu if args.gpu is not None else (args.device or "cpu")
+    import torch
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError("--device takes cpu, cuda or cuda:N, got %r" % device) from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise NetdefError(None, None, None, "device %s: no CUDA device is available" % device,
+                          "use --device cpu")
+    return d
+
+
+def run(args):
+    import sys
+
+    import numpy as np
+    import torch
+    from compiler.frontends.solver import read_solver
+    from netdef.training.feed import ArrayFeed, read_npz
+    from netdef.training.log import TrainingLog
+    from netdef.training.solver import Solver, check_solver
+    solver_file = read_solver(args.solver)
+    check_solver(solver_file)
+    device = device_of(args)
+    rank, world, distributed = _distributed(device)
+    errors = []
+    for path, what in ((args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")):
+        if path and not os.path.isfile(path):
+            errors.append(NetdefError(path, None, None, "%s file does not exist" % what))
+    for path in (args.trace, args.log):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            errors.append(NetdefError(path, None, None, "its folder does not exist"))
+    if errors:
+        raise NetdefErrors(errors)
+    feed = ArrayFeed(read_npz(args.feed), args.feed, rank, world) if args.feed else None
+    log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
+                      solver_file.param.average_loss)
+    for w in solver_file.warnings:
+        if rank == 0:
+            print("warning: %s" % w, file=sys.stderr)
+    p = solver_file.param
+    torch.manual_seed(p.random_seed + rank if p.random_seed >= 0 else torch.seed())
+    solver = Solver(solver_file, feed=feed, weights=args.weights or ",".join(p.weights) or None,
+                    device=device, precision=args.precision, channels_last=args.channels_last,
+                    log=log, record=bool(args.trace),
+                    input_shapes=feed.input_shapes() if feed else None, distributed=distributed)
+    if feed is None:
+        raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
+                          % ", ".join(solver.module.input_names), "give --feed batches.npz")
+    errors = feed.check(solver.module.input_names, p.max_iter * p.iter_size)
+    if errors:
+        raise NetdefErrors(errors)
+    if solver.weights_report is not None and rank == 0:
+        _log_weights(log, args.weights, solver.weights_report, solver)
+    trace = {}
+
+    def record(s, loss, rate):
+        trace.setdefault("loss", []).append(loss)
+        trace.setdefault("lr", []).append(rate)
+        for e in s.params:
+            value = e.tensor.detach().float().cpu().numpy().copy()
+            for layer, i in e.holders:
+                trace["iter%d/%s/%d" % (s.iter, layer, i)] = value
+
+    log.info("Solving %s" % solver.net.name)
+    log.info("Learning Rate Policy: %s" % p.lr_policy)
+    with solver.signals():
+        finished = solver.solve(args.snapshot, record if args.trace else None)
+    log.info("Optimization Done." if finished else "Optimization stopped early.")
+    if args.trace and rank == 0:
+        from netdef.commands import write_atomic
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in trace.items()}
+        arrays.update({"fwd1/%s" % k: v for k, v in (solver.first_forward or {}).items()})
+        write_atomic(args.trace, lambda tmp: np.savez(tmp, **arrays))
+    log.close()
+    return 0
+
+
+def _log_weights(log, path, report, solver):
+    """Which layers came from the weights file and which kept their fillers."""
+    missing = set(report.get("missing", ()))
+    with_blobs = [layer.name for layer in solver.net.layers if layer.defn.blob_shapes(
+        layer, [solver.net.blobs[b].shape for b in layer.bottoms])]
+    loaded = [n for n in with_blobs if n not in missing and n not in
+              {m.split(":")[0].split(" blob")[0] for m in report.get("mismatched", ())}]
+    log.info("Copying layers from %s: %s" % (path, ", ".join(loaded) or "none"))
+    if missing:
+        log.info("Kept their fillers (not in the file): %s" % ", ".join(sorted(missing)))
+    for m in report.get("mismatched", ()):
+        log.info("Not copied (does not fit): %s" % m)
+    if report.get("extra"):
+        log.info("Ignored (not in the net): %s" % ", ".join(report["extra"]))
+
+
+def _distributed(device):
+    """(rank, world size, wrapper) under torchrun (WORLD_SIZE set), else (0, 1, None):
+    DistributedDataParallel averages the gradients over the processes, as Caffe's
+    multi-GPU solver does (sum, then 1/solver_count)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+
+    def wrap(module):
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       broadcast_buffers=False)
+    return rank, world, wrap
