@@ -1,0 +1,239 @@
+"""netdef train beyond the golden traces: snapshots and resume, signals, the Python
+Solver, a user's own torch.optim loop, and the located errors of bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import netdef
+from compiler.proto import caffe_pb2
+from netdef.cli import main
+from netdef.training.feed import ArrayFeed
+from netdef.training.solver import Solver
+from tests.nets import randn
+
+# Dropout draws random numbers every pass (resume must restore the generator); the loss
+# layer has no top (Caffe gives it one); the two fc layers share their weight blob.
+NET = '''name: "small"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 5 dim: 5 } } }
+layer { name: "label" type: "Input" top: "label" input_param { shape { dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" dropout_param { dropout_ratio: 0.3 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc"
+        param { name: "shared_w" lr_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+        inner_product_param { num_output: 36 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "fc2" type: "InnerProduct" bottom: "conv" top: "fc2"
+        param { name: "shared_w" } param { lr_mult: 2 decay_mult: 0 }
+        inner_product_param { num_output: 36 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "sum" type: "Eltwise" bottom: "fc" bottom: "fc2" top: "sum" }
+layer { name: "out" type: "InnerProduct" bottom: "sum" top: "out"
+        inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "label" }
+'''
+
+SOLVER = '''net: "net.prototxt"
+base_lr: 0.05
+momentum: 0.9
+weight_decay: 0.001
+lr_policy: "step"
+gamma: 0.5
+stepsize: 3
+max_iter: %(max_iter)d
+snapshot: %(snapshot)d
+snapshot_prefix: "snap/small"
+random_seed: 7
+display: 1
+'''
+
+
+def write_case(folder, max_iter=8, snapshot=2, solver_extra="", entries=None):
+    folder.mkdir(exist_ok=True)
+    (folder / "snap").mkdir(exist_ok=True)
+    (folder / "net.prototxt").write_text(NET)
+    (folder / "solver.prototxt").write_text(SOLVER % {"max_iter": max_iter, "snapshot": snapshot}
+                                            + solver_extra)
+    n = entries or max_iter
+    np.savez(folder / "feed.npz", data=randn(n, 4, 3, 5, 5),
+             label=np.random.default_rng(1).integers(0, 5, (n, 4)).astype(np.float32))
+    return folder
+
+
+def train(folder, *extra, expect=0):
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(["train", "solver.prototxt", "--feed", "feed.npz"] + list(extra)) == expect
+    finally:
+        os.chdir(cwd)
+
+
+def test_snapshot_files_are_caffes(tmp_path):
+    case = write_case(tmp_path / "c", max_iter=4, snapshot=2)
+    train(case)
+    names = sorted(os.listdir(case / "snap"))
+    assert "small_iter_2.caffemodel" in names and "small_iter_4.solverstate" in names
+    assert not [n for n in names if n.startswith(".tmp")]
+    state = caffe_pb2.SolverState.FromString((case / "snap/small_iter_4.solverstate").read_bytes())
+    assert state.iter == 4 and state.current_step == 1
+    assert state.learned_net == "snap/small_iter_4.caffemodel"
+    # Caffe's learnable params: conv w, b; fc w (shared_w), b; fc2 b (its w is fc's); out w, b.
+    assert [tuple(h.shape.dim) for h in state.history] == [
+        (4, 3, 3, 3), (4,), (36, 36), (36,), (36,), (5, 36), (5,)]
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    whole = write_case(tmp_path / "whole")
+    train(whole, "--trace", "trace.npz")
+    expected = np.load(whole / "trace.npz")
+    killed = write_case(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "netdef", "train", "solver.prototxt", "--feed", "feed.npz"],
+                            cwd=killed, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    deadline = time.time() + 120
+    while not (killed / "snap/small_iter_2.solverstate").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    states = sorted((p for p in (killed / "snap").glob("small_iter_*.solverstate")),
+                    key=lambda p: int(p.name.split("_")[-1].split(".")[0]))
+    assert states, "no snapshot before the kill"
+    last = states[-1]
+    done = int(last.name.split("_")[-1].split(".")[0])
+    train(killed, "--snapshot", "snap/" + last.name, "--trace", "trace.npz")
+    resumed = np.load(killed / "trace.npz")
+    assert resumed["loss"].tobytes() == expected["loss"][done:].tobytes()
+    for key in expected.files:
+        if key.startswith("iter") and int(key[4:].split("/")[0]) > done:
+            assert resumed[key].tobytes() == expected[key].tobytes(), key
+
+
+def test_sigint_snapshots_and_stops_sighup_snapshots_and_goes_on(tmp_path, monkeypatch):
+    case = write_case(tmp_path / "c", max_iter=6, snapshot=0)
+    monkeypatch.chdir(case)
+    solver = Solver("solver.prototxt", feed=ArrayFeed(dict(np.load("feed.npz"))))
+    signals = {2: signal.SIGHUP, 4: signal.SIGINT}
+
+    def on_iteration(s, loss, rate):
+        if s.iter in signals:
+            os.kill(os.getpid(), signals[s.iter])
+
+    with solver.signals():
+        assert solver.solve(on_iteration=on_iteration) is False
+    assert solver.iter == 4
+    assert sorted(p.name for p in (case / "snap").glob("*.solverstate")) == \
+        ["small_iter_2.solverstate", "small_iter_4.solverstate"]
+
+
+def test_python_solver_step_snapshot_restore(tmp_path, monkeypatch):
+    case = write_case(tmp_path / "c", max_iter=6, snapshot=0)
+    monkeypatch.chdir(case)
+    feed = ArrayFeed(dict(np.load("feed.npz")))
+    torch.manual_seed(0)
+    a = Solver("solver.prototxt", feed=feed)
+    a.step(3)
+    path = a.snapshot()
+    later = a.step(3)
+    torch.manual_seed(1)
+    b = Solver("solver.prototxt", feed=feed)
+    b.restore(path)
+    assert b.iter == 3 and b.current_step == 0
+    assert b.step(3) == later
+    for x, y in zip(a.params, b.params):
+        assert torch.equal(x.tensor, y.tensor)
+
+
+def test_shared_param_is_one_tensor_with_the_summed_gradient(tmp_path, monkeypatch):
+    case = write_case(tmp_path / "c", max_iter=2, snapshot=0)
+    monkeypatch.chdir(case)
+    solver = Solver("solver.prototxt", feed=ArrayFeed(dict(np.load("feed.npz"))))
+    fc, fc2 = solver.module.fc, solver.module.fc2
+    assert fc.weight is fc2.weight
+    shared = [e for e in solver.params if e.holders == [("fc", 0), ("fc2", 0)]]
+    assert len(shared) == 1 and shared[0].lr_mult == 1 and shared[0].decay_mult == 1
+
+
+def test_compiled_module_trains_in_a_users_torch_optim_loop(tmp_path):
+    (tmp_path / "net.prototxt").write_text(NET.replace("dropout_ratio: 0.3", "dropout_ratio: 0.0"))
+    model = netdef.load(tmp_path / "net.prototxt", phase="TRAIN")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    data = torch.from_numpy(randn(4, 3, 5, 5))
+    label = torch.tensor([0.0, 1, 2, 3])
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = model(data=data, label=label)["loss/(automatic)"]
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def errors_of(capsys):
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ("bas_lr: 0.1\n", "did you mean 'base_lr'"),
+    ('type: "Adamm"\n', 'did you mean "Adam"'),
+    ('lr_policy: "stepp"\n', "unknown lr_policy"),
+    ('lr_policy: "multistep"\nstepvalue: 5\nstepvalue: 3\n', "stepvalue must increase"),
+    ("base_lr: -1\n", "base_lr must be positive"),
+    ('snapshot_prefix: "nowhere/x"\n', "snapshot folder 'nowhere' does not exist"),
+    ('train_net: "net.prototxt"\n', "the train net is given twice"),
+])
+def test_bad_solver_is_one_located_error_and_writes_nothing(tmp_path, capsys, extra, needle):
+    case = write_case(tmp_path / "c", max_iter=2, snapshot=1)
+    text = (case / "solver.prototxt").read_text()
+    for field in ("base_lr", "lr_policy", "snapshot_prefix"):
+        if extra.startswith(field):
+            text = "\n".join(l for l in text.splitlines() if not l.startswith(field)) + "\n"
+    (case / "solver.prototxt").write_text(text + extra)
+    train(case, expect=1)
+    err = errors_of(capsys)
+    assert needle in err and "solver.prototxt:" in err
+    assert not os.listdir(case / "snap")
+
+
+def test_net_file_beside_the_solver_is_named_in_the_hint(tmp_path, capsys, monkeypatch):
+    write_case(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "c/solver.prototxt", "--feed", "c/feed.npz"]) == 1
+    err = errors_of(capsys)
+    assert "net file 'net.prototxt' does not exist" in err and "exists beside the solver" in err
+
+
+def test_feed_missing_input_or_short(tmp_path, capsys):
+    case = write_case(tmp_path / "c", entries=3)
+    train(case, expect=1)
+    assert "array 'data' holds 3 entries; training needs 8" in errors_of(capsys)
+    np.savez(case / "feed.npz", data=randn(8, 4, 3, 5, 5))
+    train(case, expect=1)
+    assert "no array for input blob(s) 'label'" in errors_of(capsys)
+    assert not os.listdir(case / "snap")
+
+
+def test_solverstate_of_another_net_is_refused(tmp_path, capsys):
+    case = write_case(tmp_path / "c", max_iter=2, snapshot=2)
+    train(case)
+    (case / "solver.prototxt").write_text((case / "solver.prototxt").read_text()
+                                          .replace('momentum: 0.9', 'momentum: 0.9\ntype: "Adam"'))
+    train(case, "--snapshot", "snap/small_iter_2.solverstate", expect=1)
+    assert "holds 7 history blobs; this net with a Adam solver has 14" in errors_of(capsys)
+
+
+def test_nan_loss_names_iteration_and_layer_and_keeps_last_snapshot(tmp_path, capsys):
+    case = write_case(tmp_path / "c", max_iter=6, snapshot=2)
+    feed = dict(np.load(case / "feed.npz"))
+    feed["data"][3, 0, 0, 0, 0] = np.nan
+    np.savez(case / "feed.npz", **feed)
+    train(case, expect=1)
+    err = errors_of(capsys)
+    assert "the loss became NaN at iteration 4" in err and "layer 'conv'" in err
+    assert "small_iter_2.solverstate" in err
+    assert sorted(p.name for p in (case / "snap").glob("*.solverstate")) == ["small_iter_2.solverstate"]
