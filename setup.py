@@ -1,8 +1,12 @@
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', open("netdef/version.py").read()).group(1)
 
 setup(
     name="netdef",
-    version="0.1.0",
+    version=VERSION,
     description="Caffe-compatible network compiler: prototxt, caffemodel and a DSL to PyTorch",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",

@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from compiler.errors import NetdefError
+from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train"]
 
@@ -16,6 +17,7 @@ COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train"]
 def make_parser():
     parser = argparse.ArgumentParser(prog="netdef", description="Caffe-compatible network compiler.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version="netdef " + __version__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         module = importlib.import_module("netdef.commands." + name)

@@ -85,3 +85,8 @@ def test_net_option_chooses_a_net_of_a_dsl_file(tmp_path, capsys):
     assert main(["compile", str(source)]) == 1
     assert "--net" in capsys.readouterr().err
     assert netdef.load(source, name="A")(torch.randn(1, 3, 8, 8))["x"].shape == (1, 4, 6, 6)
+
+
+def test_version_is_printed_and_matches_the_package(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "netdef " + netdef.__version__

@@ -31,13 +31,13 @@ def run(args):
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
                             strict=not args.no_strict, fast=args.fast)
-    missing = [n for n in gm.input_names if n not in arrays]
+    missing = [n for n in netdef.record(gm).input_names if n not in arrays]
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
     with torch.no_grad():
         out = gm(**{n: torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32))
-                    for n in gm.input_names})
+                    for n in netdef.record(gm).input_names})
     result = {k: v.detach().cpu().numpy() for k, v in out.items()}
     write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
     print("wrote %d blobs to %s" % (len(result), args.output))
