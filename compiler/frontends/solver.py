@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends.prototxt import _layer_lines, parse_text, read_text_file
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 
 # Fields netdef reads but does not act on, and what to use instead.
 UNUSED_FIELDS = {
@@ -49,9 +50,7 @@ class NetSource:
     file: str                       # the net's file (the solver's for an inline net)
     proto: object = None            # caffe_pb2.NetParameter for an inline net
     lines: dict = None              # layer lines of an inline net inside the solver file
-    phase: str = "TRAIN"
-    stages: tuple = ()
-    level: int = 0
+    state: NetState = NetState("TRAIN")
 
 
 @dataclass
@@ -197,9 +196,7 @@ def _state(source, default_phase, net_state, override):
     state.MergeFrom(net_state)
     if override is not None:
         state.MergeFrom(override)
-    source.phase = caffe_pb2.Phase.Name(state.phase)
-    source.stages = tuple(state.stage)
-    source.level = state.level
+    source.state = NetState(caffe_pb2.Phase.Name(state.phase), tuple(state.stage), state.level)
 
 
 def _nets(solver, text, spans, errors):

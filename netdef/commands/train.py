@@ -58,6 +58,8 @@ def run(args):
 
     import numpy as np
     import torch
+
+    import netdef
     from compiler.frontends.solver import read_solver
     from netdef.training.feed import ArrayFeed, read_npz
     from netdef.training.log import TrainingLog
@@ -89,8 +91,8 @@ def run(args):
                     input_shapes=feed.input_shapes() if feed else None, distributed=distributed)
     if feed is None:
         raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
-                          % ", ".join(solver.module.input_names), "give --feed batches.npz")
-    errors = feed.check(solver.module.input_names, p.max_iter * p.iter_size)
+                          % ", ".join(netdef.record(solver.module).input_names), "give --feed batches.npz")
+    errors = feed.check(netdef.record(solver.module).input_names, p.max_iter * p.iter_size)
     if errors:
         raise NetdefErrors(errors)
     if solver.weights_report is not None and rank == 0:

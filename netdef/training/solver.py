@@ -29,6 +29,8 @@ import signal
 import numpy as np
 import torch
 
+from compiler import pipeline
+from compiler.backends.record import record_of
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends.solver import read_solver
 from compiler.layers.loss import loss_weight
@@ -66,14 +68,11 @@ def check_solver(solver_file):
 
 def build_net(source, input_shapes=None):
     """A solver's NetSource -> wired, shaped IR Net in the source's NetState."""
+    if source.proto is None:
+        return pipeline.build(source.file, source.state, input_shapes)
     from compiler.frontends import prototxt
     from compiler.passes.validate import validate
-    from netdef.api import read_net
-    if source.proto is not None:
-        net = prototxt.net_from_proto(source.proto, source.file, source.lines, source.phase,
-                                      source.stages, source.level)
-    else:
-        net = read_net(source.file, source.phase, source.stages, source.level)
+    net = prototxt.net_from_proto(source.proto, source.file, source.lines, source.state)
     errors = validate(net, input_shapes)
     if errors:
         raise NetdefErrors(errors)
@@ -95,7 +94,7 @@ def share_trained_layers(test_net, test_gm, train_net, train_gm):
     train layer's blobs (the same tensors, so updates show at once)."""
     from compiler.backends import torch_weights
     train = {layer.name: slots for layer, slots in torch_weights.net_blob_slots(train_net, train_gm)}
-    inverse = {caffe: mod for mod, caffe in test_gm.caffe_layer_names.items()}
+    inverse = {caffe: mod for mod, caffe in record_of(test_gm).layer_names.items()}
     for layer, slots in torch_weights.net_blob_slots(test_net, test_gm):
         source = train.get(layer.name)
         if source is None:
@@ -203,7 +202,7 @@ class Solver:
     def _inputs(self, j):
         arrays = self.feed(j)
         return {name: torch.as_tensor(np.ascontiguousarray(arrays[name], dtype=np.float32)).to(self.device)
-                for name in self.module.input_names}
+                for name in record_of(self.module).input_names}
 
     def step(self, iters=1, on_iteration=None):
         """Run `iters` iterations (Solver::Step). on_iteration(solver, loss, rate) is called
@@ -310,7 +309,7 @@ class Solver:
         """The error for a non-finite loss: the iteration and the first layer whose output
         was not finite (the forward pass rerun layer by layer, without gradients)."""
         first = None
-        names = self.module.caffe_layer_names
+        names = record_of(self.module).layer_names
 
         class Finder(torch.fx.Interpreter):
             def call_module(self, target, args, kwargs):
@@ -323,7 +322,7 @@ class Solver:
                 return result
 
         with torch.no_grad():
-            Finder(self.module).run(*[inputs[n] for n in self.module.input_names])
+            Finder(self.module).run(*[inputs[n] for n in record_of(self.module).input_names])
         where = ("layer '%s' is the first to produce a non-finite value" % first) if first else \
             "no layer's output was non-finite when rerun"
         last = (" the last good snapshot is %s" % self.last_snapshot) if self.last_snapshot else ""
@@ -343,11 +342,12 @@ class Solver:
         with torch.no_grad():
             for i in range(self.param.test_iter[k]):
                 inputs = {}
-                if gm.input_names:
+                names = record_of(gm).input_names
+                if names:
                     if feed is None:
                         raise NetdefError(self.file.file, self.file.line("test_iter"), None,
                                           "test net #%d has inputs (%s) and no data for them"
-                                          % (k, ", ".join(gm.input_names)))
+                                          % (k, ", ".join(names)))
                     inputs = {n: torch.as_tensor(np.asarray(a, dtype=np.float32)).to(self.device)
                               for n, a in feed(i).items()}
                 out = gm(**inputs)
