@@ -237,3 +237,33 @@ def test_nan_loss_names_iteration_and_layer_and_keeps_last_snapshot(tmp_path, ca
     assert "the loss became NaN at iteration 4" in err and "layer 'conv'" in err
     assert "small_iter_2.solverstate" in err
     assert sorted(p.name for p in (case / "snap").glob("*.solverstate")) == ["small_iter_2.solverstate"]
+
+
+def test_torchrun_two_processes_match_one_process_and_resume(tmp_path):
+    """gloo on the CPU: two processes, each fed half of every batch, train as one process
+    fed the whole batch (DDP averages the gradients as Caffe's multi-GPU solver does)."""
+    net = NET.replace('layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" '
+                      'dropout_param { dropout_ratio: 0.3 } }\n', "")
+    one = write_case(tmp_path / "one", max_iter=4, snapshot=2)
+    two = write_case(tmp_path / "two", max_iter=4, snapshot=2)
+    for case in (one, two):
+        (case / "net.prototxt").write_text(net)
+    train(one, "--trace", "trace.npz")
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+
+    def torchrun(*extra):
+        result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node", "2", "-m", "netdef", "train", "solver.prototxt",
+                                 "--feed", "feed.npz"] + list(extra),
+                                cwd=two, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    torchrun("--trace", "trace.npz")
+    a, b = np.load(one / "trace.npz"), np.load(two / "trace.npz")
+    keys = [k for k in a.files if k.startswith("iter") or k in ("loss", "lr")]
+    for key in keys:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    torchrun("--snapshot", "snap/small_iter_2.solverstate", "--trace", "resumed.npz")
+    r = np.load(two / "resumed.npz")
+    np.testing.assert_allclose(r["loss"], a["loss"][2:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(r["iter4/out/0"], a["iter4/out/0"], rtol=1e-5, atol=1e-5)

@@ -152,6 +152,5 @@ def _distributed(device):
 
     def wrap(module):
         from torch.nn.parallel import DistributedDataParallel
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                       broadcast_buffers=False)
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     return rank, world, wrap

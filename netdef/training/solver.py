@@ -225,6 +225,10 @@ class Solver:
                     self.first_forward = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
                 self.passes += 1
                 total = loss if total is None else total + loss
+            if self.distributed is not None:
+                # Each process saw its share of the batch: the iteration's loss is their mean.
+                torch.distributed.all_reduce(total)
+                total = total / torch.distributed.get_world_size()
             loss = float(total) / p.iter_size
             if not math.isfinite(loss):
                 raise self._non_finite(inputs)
