@@ -267,3 +267,49 @@ def test_torchrun_two_processes_match_one_process_and_resume(tmp_path):
     r = np.load(two / "resumed.npz")
     np.testing.assert_allclose(r["loss"], a["loss"][2:], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(r["iter4/out/0"], a["iter4/out/0"], rtol=1e-5, atol=1e-5)
+
+
+TRAIN_VAL = NET.replace('layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "label" }',
+                        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "label" top: "loss" }\n'
+                        'layer { name: "acc" type: "Accuracy" bottom: "out" bottom: "label" top: "accuracy"\n'
+                        '        include { phase: TEST } accuracy_param { top_k: 2 } }')
+
+
+def test_test_nets_share_weights_and_report_accuracy(tmp_path, monkeypatch):
+    case = write_case(tmp_path / "c", max_iter=4, snapshot=0,
+                      solver_extra="test_iter: 2\ntest_interval: 2\n")
+    (case / "net.prototxt").write_text(TRAIN_VAL)
+    np.savez(case / "test.npz", data=randn(2, 4, 3, 5, 5, seed=3),
+             label=np.random.default_rng(2).integers(0, 5, (2, 4)).astype(np.float32))
+    train(case, "--test-feed", "test.npz", "--log", "train.log")
+    log = (case / "train.log").read_text()
+    assert log.count("Testing net (#0)") == 3               # iterations 0, 2 and after the last
+    assert "Test net output #0: loss = " in log and "Test net output #1: accuracy = " in log
+    assert "Iteration 3 (" in log and "Iteration 3, lr = 0.025" in log
+    monkeypatch.chdir(case)
+    solver = Solver("solver.prototxt", feed=ArrayFeed(dict(np.load("feed.npz"))),
+                    test_feeds=[ArrayFeed(dict(np.load("test.npz")))])
+    net, gm = solver.test_nets[0]
+    assert gm.out.weight is solver.module.out.weight and gm.drop.training is False
+    before = solver.test(0)
+    solver.step(2)
+    assert solver.test(0) != before                         # the test net sees the updates
+
+
+@pytest.mark.parametrize("flags", [["--precision", "bf16"], ["--precision", "fp16"], ["--channels-last"]])
+def test_precision_and_memory_format_train_on_cpu(tmp_path, flags):
+    case = write_case(tmp_path / "c", max_iter=3, snapshot=0)
+    train(case, "--trace", "t.npz", *flags)
+    assert np.isfinite(np.load(case / "t.npz")["loss"]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(tmp_path):
+    net = NET.replace('dropout_ratio: 0.3', 'dropout_ratio: 0.0')
+    for name, flags in (("cpu", []), ("gpu", ["--gpu", "0"])):
+        case = write_case(tmp_path / name, max_iter=3, snapshot=0)
+        (case / "net.prototxt").write_text(net)
+        train(case, "--trace", "t.npz", *flags)
+    a, b = np.load(tmp_path / "cpu/t.npz"), np.load(tmp_path / "gpu/t.npz")
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
+    np.testing.assert_allclose(b["iter3/out/0"], a["iter3/out/0"], rtol=1e-3, atol=1e-5)

@@ -21,6 +21,8 @@ def add_parser(sub):
     p.add_argument("solver", help="solver .prototxt (Caffe's SolverParameter)")
     p.add_argument("--weights", help="initial weights (.caffemodel): copied by layer name, as Caffe does")
     p.add_argument("--feed", help=".npz of input batches: entry j of each array feeds forward pass j")
+    p.add_argument("--test-feed", action="append", default=[], metavar="NPZ",
+                   help="inputs of a test net (once per test net, in order): entry i feeds test pass i")
     p.add_argument("--trace", help="write losses, rates and parameters per iteration to this .npz")
     p.add_argument("--snapshot", help="resume from a .solverstate (or .solverstate.h5)")
     add_device_arguments(p)
@@ -69,7 +71,8 @@ def run(args):
     device = device_of(args)
     rank, world, distributed = _distributed(device)
     errors = []
-    for path, what in ((args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")):
+    for path, what in [(args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")] + \
+            [(f, "test feed") for f in args.test_feed]:
         if path and not os.path.isfile(path):
             errors.append(NetdefError(path, None, None, "%s file does not exist" % what))
     for path in (args.trace, args.log):
@@ -78,6 +81,7 @@ def run(args):
     if errors:
         raise NetdefErrors(errors)
     feed = ArrayFeed(read_npz(args.feed), args.feed, rank, world) if args.feed else None
+    test_feeds = [ArrayFeed(read_npz(f), f) for f in args.test_feed]
     log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
                       solver_file.param.average_loss)
     for w in solver_file.warnings:
@@ -88,11 +92,14 @@ def run(args):
     solver = Solver(solver_file, feed=feed, weights=args.weights or ",".join(p.weights) or None,
                     device=device, precision=args.precision, channels_last=args.channels_last,
                     log=log, record=bool(args.trace),
-                    input_shapes=feed.input_shapes() if feed else None, distributed=distributed)
+                    input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
+                    test_feeds=test_feeds)
     if feed is None:
         raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
                           % ", ".join(netdef.record(solver.module).input_names), "give --feed batches.npz")
     errors = feed.check(netdef.record(solver.module).input_names, p.max_iter * p.iter_size)
+    for k, (f, (_, gm)) in enumerate(zip(test_feeds, solver.test_nets)):
+        errors += f.check(netdef.record(gm).input_names, p.test_iter[k])
     if errors:
         raise NetdefErrors(errors)
     if solver.weights_report is not None and rank == 0:

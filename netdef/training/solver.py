@@ -122,12 +122,14 @@ class Solver:
     `record`: keep every blob of the first forward pass (for traces)."""
 
     def __init__(self, solver, feed=None, weights=None, device="cpu", precision="fp32",
-                 channels_last=False, log=None, record=False, input_shapes=None, distributed=None):
+                 channels_last=False, log=None, record=False, input_shapes=None, distributed=None,
+                 test_feeds=()):
         import netdef
         self.file = read_solver(solver) if isinstance(solver, (str, os.PathLike)) else solver
         self.param = self.file.param
         self.type, self.policy = check_solver(self.file)
         self.feed, self.log = feed, log
+        self.test_feeds = list(test_feeds)       # one feed per test net with Input layers
         self.device = torch.device(device)
         self.autocast = PRECISIONS[precision]
         self.loss_scale = 2.0 ** 16 if precision == "fp16" else None
@@ -341,7 +343,7 @@ class Solver:
         """Solver::Test: the mean of every output of test net k over test_iter passes ->
         [(name, value)] with one entry per element, as Caffe prints them."""
         net, gm = self.test_nets[k]
-        feed = feed or getattr(self, "test_feeds", {}).get(k)
+        feed = feed or (self.test_feeds[k] if k < len(self.test_feeds) else None)
         sums = None
         with torch.no_grad():
             for i in range(self.param.test_iter[k]):
@@ -351,9 +353,10 @@ class Solver:
                     if feed is None:
                         raise NetdefError(self.file.file, self.file.line("test_iter"), None,
                                           "test net #%d has inputs (%s) and no data for them"
-                                          % (k, ", ".join(names)))
-                    inputs = {n: torch.as_tensor(np.asarray(a, dtype=np.float32)).to(self.device)
-                              for n, a in feed(i).items()}
+                                          % (k, ", ".join(names)), "give --test-feed (once per test net)")
+                    arrays = feed(i)
+                    inputs = {n: torch.as_tensor(np.asarray(arrays[n], dtype=np.float32)).to(self.device)
+                              for n in names}
                 out = gm(**inputs)
                 values = [(name, v.float().reshape(-1)) for name, v in out.items()]
                 sums = values if sums is None else [(n, s + v) for (n, s), (_, v) in zip(sums, values)]
