@@ -313,3 +313,18 @@ def test_cuda_matches_cpu(tmp_path):
     a, b = np.load(tmp_path / "cpu/t.npz"), np.load(tmp_path / "gpu/t.npz")
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
     np.testing.assert_allclose(b["iter3/out/0"], a["iter3/out/0"], rtol=1e-3, atol=1e-5)
+
+
+def test_hdf5_snapshots_resume(tmp_path):
+    pytest.importorskip("h5py", reason="snapshot_format HDF5 needs h5py (pip install netdef[hdf5])")
+    import h5py
+    case = write_case(tmp_path / "c", max_iter=4, snapshot=2, solver_extra="snapshot_format: HDF5\n")
+    train(case, "--trace", "whole.npz")
+    with h5py.File(case / "snap/small_iter_2.solverstate.h5") as h:
+        assert int(h["iter"][()]) == 2 and len(h["history"]) == 7
+    with h5py.File(case / "snap/small_iter_2.caffemodel.h5") as h:
+        assert h["data/out/0"].shape == (5, 36)
+    train(case, "--snapshot", "snap/small_iter_2.solverstate.h5", "--trace", "resumed.npz")
+    whole, resumed = np.load(case / "whole.npz"), np.load(case / "resumed.npz")
+    assert resumed["loss"].tobytes() == whole["loss"][2:].tobytes()
+    assert resumed["iter4/out/0"].tobytes() == whole["iter4/out/0"].tobytes()

@@ -125,6 +125,17 @@ def _write_model_hdf5(f, solver):
                 group.create_dataset(str(i), data=arr)
 
 
+def _read_model_hdf5(path):
+    """Caffe's HDF5 weights (data/<layer>/<i>) -> {layer: [arrays]}."""
+    h5py = _h5py(path)
+    try:
+        with h5py.File(path, "r") as h:
+            return {layer: [np.asarray(h["data"][layer][str(i)], np.float32)
+                            for i in range(len(h["data"][layer]))] for layer in h["data"]}
+    except (OSError, KeyError) as e:
+        raise NetdefError(path, None, None, "not a Caffe HDF5 weights file: %s" % e) from None
+
+
 def _write_state_hdf5(f, solver, model):
     h5py = _h5py(f.name)
     with h5py.File(f, "w") as h:
@@ -188,7 +199,8 @@ def restore(solver, path):
                 raise NetdefError(path, None, None, "its weights file '%s' does not exist" % learned,
                                   "learned_net is resolved against the working directory, as Caffe does")
             model = beside
-        report = load_weights(solver.net, solver.module, model, strict=False)
+        weights = _read_model_hdf5(model) if model.endswith(".h5") else model
+        report = load_weights(solver.net, solver.module, weights, strict=False)
         if solver.log is not None:
             solver.log.info("Restored weights from %s" % model)
         solver.restored_report = report

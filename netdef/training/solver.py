@@ -61,6 +61,12 @@ def check_solver(solver_file):
     for defn in (kind, policy):
         for name, message, hint in (defn.check(p) if defn is not None else []):
             errors.append(solver_file.error(name, message, hint))
+    if p.snapshot_format == p.HDF5:
+        try:
+            import h5py  # noqa: F401
+        except ImportError:
+            errors.append(solver_file.error("snapshot_format", "snapshot_format HDF5 needs h5py",
+                                            "pip install h5py (netdef[hdf5]), or use BINARYPROTO"))
     if errors:
         raise NetdefErrors(errors)
     return kind, policy
