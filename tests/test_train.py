@@ -328,3 +328,24 @@ def test_hdf5_snapshots_resume(tmp_path):
     whole, resumed = np.load(case / "whole.npz"), np.load(case / "resumed.npz")
     assert resumed["loss"].tobytes() == whole["loss"][2:].tobytes()
     assert resumed["iter4/out/0"].tobytes() == whole["iter4/out/0"].tobytes()
+
+
+def test_solver_on_a_compiled_module(tmp_path, monkeypatch):
+    case = write_case(tmp_path / "c", max_iter=3, snapshot=0)
+    monkeypatch.chdir(case)
+    gm = netdef.load("net.prototxt", phase="TRAIN")
+    solver = Solver("solver.prototxt", feed=ArrayFeed(dict(np.load("feed.npz"))), module=gm)
+    before = gm.out.weight.detach().clone()
+    assert solver.solve()
+    assert solver.iter == 3 and not torch.equal(before, gm.out.weight)
+    with pytest.raises(netdef.NetdefError, match="phase TRAIN"):
+        Solver("solver.prototxt", module=netdef.load("net.prototxt"))
+
+
+def test_run_on_a_device_in_a_precision(tmp_path):
+    (tmp_path / "net.prototxt").write_text(NET)
+    np.savez(tmp_path / "in.npz", data=randn(4, 3, 5, 5), label=np.zeros(4, np.float32))
+    assert main(["run", str(tmp_path / "net.prototxt"), "--input", str(tmp_path / "in.npz"),
+                 "--output", str(tmp_path / "out.npz"), "--device", "cpu", "--precision", "bf16",
+                 "--channels-last"]) == 0
+    assert np.load(tmp_path / "out.npz")["loss/(automatic)"].dtype == np.float32

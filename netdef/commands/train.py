@@ -14,6 +14,7 @@ SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
 import os
 
 from compiler.errors import NetdefError, NetdefErrors
+from netdef.commands import add_device_arguments, device_of
 
 
 def add_parser(sub):
@@ -28,31 +29,6 @@ def add_parser(sub):
     add_device_arguments(p)
     p.add_argument("--log", help="also write the log lines to this file")
     return p
-
-
-def add_device_arguments(p):
-    """--device, --gpu, --precision, --channels-last: shared by the verbs that compute."""
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="autocast precision (fp16 with loss scaling); fp32 is Caffe's")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-
-
-def device_of(args):
-    import argparse
-    if args.gpu is not None and args.device is not None:
-        raise argparse.ArgumentTypeError("give --device or --gpu, not both")
-    device = "cuda:%d" % args.gpu if args.gpu is not None else (args.device or "cpu")
-    import torch
-    try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError("--device takes cpu, cuda or cuda:N, got %r" % device) from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise NetdefError(None, None, None, "device %s: no CUDA device is available" % device,
-                          "use --device cpu")
-    return d
 
 
 def run(args):
@@ -82,16 +58,14 @@ def run(args):
         raise NetdefErrors(errors)
     feed = ArrayFeed(read_npz(args.feed), args.feed, rank, world) if args.feed else None
     test_feeds = [ArrayFeed(read_npz(f), f) for f in args.test_feed]
-    log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
-                      solver_file.param.average_loss)
     for w in solver_file.warnings:
         if rank == 0:
             print("warning: %s" % w, file=sys.stderr)
     p = solver_file.param
     torch.manual_seed(p.random_seed + rank if p.random_seed >= 0 else torch.seed())
-    solver = Solver(solver_file, feed=feed, weights=args.weights or ",".join(p.weights) or None,
+    solver = Solver(solver_file, feed=feed, weights=args.weights or list(p.weights) or None,
                     device=device, precision=args.precision, channels_last=args.channels_last,
-                    log=log, record=bool(args.trace),
+                    record=bool(args.trace),
                     input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
                     test_feeds=test_feeds)
     if feed is None:
@@ -102,8 +76,11 @@ def run(args):
         errors += f.check(netdef.record(gm).input_names, p.test_iter[k])
     if errors:
         raise NetdefErrors(errors)
+    # Created only now: a run refused above writes nothing, not even its log.
+    log = solver.log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
+                                   p.average_loss)
     if solver.weights_report is not None and rank == 0:
-        _log_weights(log, args.weights, solver.weights_report, solver)
+        _log_weights(log, args.weights or ", ".join(p.weights), solver.weights_report, solver)
     trace = {}
 
     def record(s, loss, rate):
@@ -128,9 +105,10 @@ def run(args):
     return 0
 
 
-def _log_weights(log, path, report, solver):
-    """Which layers came from the weights file and which kept their fillers."""
-    missing = set(report.get("missing", ()))
+def _log_weights(log, path, reports, solver):
+    """Which layers came from the weights file(s) and which kept their fillers."""
+    report = reports[-1]
+    missing = set.intersection(*(set(r.get("missing", ())) for r in reports))
     with_blobs = [layer.name for layer in solver.net.layers if layer.defn.blob_shapes(
         layer, [solver.net.blobs[b].shape for b in layer.bottoms])]
     loaded = [n for n in with_blobs if n not in missing and n not in

@@ -34,11 +34,9 @@ from compiler.backends.record import record_of
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends.solver import read_solver
 from compiler.layers.loss import loss_weight
+from netdef.devices import autocast, place
 from netdef.training import lr_policies, snapshot as snapshots, solver_types
 from netdef.training.params import learnable_params
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def check_solver(solver_file):
     """The solver type and lr policy of a read solver file, checked against the registries:
@@ -124,12 +122,15 @@ class Solver:
         solver = Solver("solver.prototxt", feed=ArrayFeed(arrays))
         solver.step(100); solver.snapshot(); solver.solve()
 
-    `weights`: a .caffemodel to start from (Caffe's --weights: copied by layer name).
+    `weights`: .caffemodel files to start from, a list or Caffe's comma-separated string
+    (Caffe's --weights and the solver's `weights`: copied by layer name, in order).
+    `module`: a compiled TRAIN module to train instead of the solver's train net (its
+    record's net is used; the solver's net fields still give the test nets).
     `record`: keep every blob of the first forward pass (for traces)."""
 
     def __init__(self, solver, feed=None, weights=None, device="cpu", precision="fp32",
                  channels_last=False, log=None, record=False, input_shapes=None, distributed=None,
-                 test_feeds=()):
+                 test_feeds=(), module=None):
         import netdef
         self.file = read_solver(solver) if isinstance(solver, (str, os.PathLike)) else solver
         self.param = self.file.param
@@ -137,24 +138,34 @@ class Solver:
         self.feed, self.log = feed, log
         self.test_feeds = list(test_feeds)       # one feed per test net with Input layers
         self.device = torch.device(device)
-        self.autocast = PRECISIONS[precision]
+        self.precision = precision
         self.loss_scale = 2.0 ** 16 if precision == "fp16" else None
         self.good_steps = 0
         self.distributed = distributed
-        self.net = build_net(self.file.train_net, input_shapes)
+        weights = [w.strip() for w in weights.split(",")] if isinstance(weights, str) else list(weights or [])
+        if module is not None:
+            self.net, self.module = record_of(module).net, module
+            if self.net.phase != "TRAIN":
+                raise NetdefError(self.net.file, None, None, "the module computes the %s phase" % self.net.phase,
+                                  "a solver trains a module compiled in phase TRAIN")
+        else:
+            self.net = build_net(self.file.train_net, input_shapes)
         self.loss_terms = loss_terms(self.net)
-        outputs = "all" if record else list(dict.fromkeys(self.net.outputs + [n for n, _ in self.loss_terms]))
-        self.module = netdef.compile_net(self.net, outputs=outputs)
-        self.weights_report = None
-        if weights:
-            self.weights_report = self._load_weights(self.net, self.module, weights)
+        if module is None:
+            outputs = "all" if record else list(dict.fromkeys(self.net.outputs + [n for n, _ in self.loss_terms]))
+            self.module = netdef.compile_net(self.net, outputs=outputs)
+        missing = [n for n, _ in self.loss_terms if n not in record_of(self.module).output_names]
+        if missing:
+            raise NetdefError(self.net.file, None, None, "the module does not return the loss blob(s) %s"
+                              % ", ".join(missing), "compile it with outputs that include them")
+        self.weights_report = [self._load_weights(self.net, self.module, w) for w in weights] or None
         self._place(self.module, channels_last)
         self.test_nets = []
         for source in self.file.test_nets:
             net = build_net(source)
             gm = netdef.compile_net(net)
-            if weights:
-                self._load_weights(net, gm, weights)
+            for w in weights:
+                self._load_weights(net, gm, w)
             self._place(gm, channels_last)
             share_trained_layers(net, gm, self.net, self.module)
             self.test_nets.append((net, gm))
@@ -185,9 +196,8 @@ class Solver:
         return load_weights(net, gm, weights, strict=False)
 
     def _place(self, gm, channels_last):
-        gm.to(self.device)
-        if channels_last:
-            gm.to(memory_format=torch.channels_last)
+        # Before any blob is shared: moving replaces buffers (BatchNorm's statistics).
+        place(gm, self.device, channels_last)
 
     # --- one iteration --------------------------------------------------------------
 
@@ -196,8 +206,7 @@ class Solver:
 
     def forward_backward(self, inputs):
         """One forward and backward pass; returns (loss tensor, outputs)."""
-        device_type = self.device.type
-        with torch.autocast(device_type, dtype=self.autocast, enabled=self.autocast is not None):
+        with autocast(self.device, self.precision):
             out = self.train_module(**inputs)
             loss = sum(w * out[name].float().sum() for name, w in self.loss_terms)
         if isinstance(loss, int):
@@ -366,6 +375,10 @@ class Solver:
                 out = gm(**inputs)
                 values = [(name, v.float().reshape(-1)) for name, v in out.items()]
                 sums = values if sums is None else [(n, s + v) for (n, s), (_, v) in zip(sums, values)]
+        if self.param.test_compute_loss and self.log is not None:
+            weights = dict(loss_terms(net))
+            loss = sum(weights[n] * float(t.sum()) for n, t in sums or [] if n in weights)
+            self.log.info("Test loss: %g" % (loss / self.param.test_iter[k]))
         results = []
         for name, total in sums or []:
             for x in (total / self.param.test_iter[k]).tolist():
