@@ -7,11 +7,15 @@ and fills `graph`: one node per layer, one edge per (producer, consumer, blob).
 
 Users still speak Caffe: `net.latest["conv1"]` is the SSA id of conv1's value after the
 last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
+
+Weights travel as LayerBlobs, one per layer of a weights file, matched to the net's
+layers by name (compiler/accounting.py says which blob fills which).
 """
 from dataclasses import dataclass, field
 
 import networkx as nx
 
+from compiler.layers import registry
 from compiler.state import NetState
 
 
@@ -27,7 +31,6 @@ class Layer:
 
     @property
     def defn(self):
-        from compiler.layers import registry
         return registry.get(self.type)
 
     def __repr__(self):
@@ -40,6 +43,15 @@ class Blob:
     name: str          # Caffe blob name
     producer: str      # name of the layer that writes this value
     shape: tuple = None
+
+
+@dataclass
+class LayerBlobs:
+    """One layer's blobs as a weights file (a .caffemodel, a saved .netdef) holds them."""
+    name: str
+    type: str
+    blobs: list          # numpy arrays, in Caffe's blob order
+    legacy: list         # per blob: True if its shape came from num/channels/height/width
 
 
 class Net:

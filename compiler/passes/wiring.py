@@ -14,6 +14,7 @@ import difflib
 
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.ir import Blob
+from compiler.layers import registry
 
 
 def wire(net):
@@ -101,7 +102,7 @@ def wire(net):
             group = aliases.get(t, {t})
             for name in group:
                 current[name] = sid
-        defn = layer.defn
+        defn = registry.get(layer.type)
         if defn is not None and defn.auto_top and not p.top:
             for k in range(defn.tops[0]):
                 name = "%s/(automatic)" % layer.name + ("" if k == 0 else str(k))
@@ -109,7 +110,7 @@ def wire(net):
                 layer.tops.append(name)
                 net.blob_order.append(name)
                 automatic[name] = name
-        if layer.type == "Split" and len(layer.bottoms) == 1:
+        if defn is not None and defn.aliases_bottom and len(layer.bottoms) == 1:
             group = set(aliases.get(p.bottom[0], {p.bottom[0]})) | set(p.top)
             for name in group:
                 aliases[name] = group

@@ -39,7 +39,7 @@ def run(args):
 
     import netdef
     from compiler.frontends.solver import read_solver
-    from netdef.training.feed import ArrayFeed, read_npz
+    from netdef.training.feed import ArrayFeed, read_feed
     from netdef.training.log import TrainingLog
     from netdef.training.solver import Solver, check_solver
     solver_file = read_solver(args.solver)
@@ -56,8 +56,8 @@ def run(args):
             errors.append(NetdefError(path, None, None, "its folder does not exist"))
     if errors:
         raise NetdefErrors(errors)
-    feed = ArrayFeed(read_npz(args.feed), args.feed, rank, world) if args.feed else None
-    test_feeds = [ArrayFeed(read_npz(f), f) for f in args.test_feed]
+    feed = ArrayFeed(read_feed(args.feed), args.feed, rank, world) if args.feed else None
+    test_feeds = [ArrayFeed(read_feed(f), f) for f in args.test_feed]
     for w in solver_file.warnings:
         if rank == 0:
             print("warning: %s" % w, file=sys.stderr)
@@ -98,9 +98,11 @@ def run(args):
     log.info("Optimization Done." if finished else "Optimization stopped early.")
     if args.trace and rank == 0:
         from netdef.commands import write_atomic
+        from netdef.npz import write_npz
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in trace.items()}
         arrays.update({"fwd1/%s" % k: v for k, v in (solver.first_forward or {}).items()})
-        write_atomic(args.trace, lambda tmp: np.savez(tmp, **arrays))
+        write_atomic(args.trace, lambda tmp: write_npz(tmp, arrays),
+                     inputs=[args.solver] + [f for f in (args.feed, args.weights, args.snapshot) if f])
     log.close()
     return 0
 

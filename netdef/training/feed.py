@@ -11,13 +11,11 @@ import numpy as np
 from compiler.errors import NetdefError
 
 
-def read_npz(path):
-    """{name: array} of an .npz, read without pickle."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise NetdefError(str(path), None, None, "cannot read arrays: %s" % e) from None
+def read_feed(path):
+    """{name: array} of an .npz, read without pickle, within the memory budget."""
+    from compiler.passes.validate import memory_budget
+    from netdef.npz import read_npz
+    return read_npz(path, memory_budget())
 
 
 class ArrayFeed:

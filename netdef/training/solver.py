@@ -207,7 +207,8 @@ class Solver:
     def forward_backward(self, inputs):
         """One forward and backward pass; returns (loss tensor, outputs)."""
         with autocast(self.device, self.precision):
-            out = self.train_module(**inputs)
+            # Positionally: a blob name need not be a Python identifier ("input.1").
+            out = self.train_module(*[inputs[n] for n in record_of(self.module).input_names])
             loss = sum(w * out[name].float().sum() for name, w in self.loss_terms)
         if isinstance(loss, int):
             raise NetdefError(self.net.file, None, None, "the train net has no loss",
@@ -372,7 +373,7 @@ class Solver:
                     arrays = feed(i)
                     inputs = {n: torch.as_tensor(np.asarray(arrays[n], dtype=np.float32)).to(self.device)
                               for n in names}
-                out = gm(**inputs)
+                out = gm(*[inputs[n] for n in names])
                 values = [(name, v.float().reshape(-1)) for name, v in out.items()]
                 sums = values if sums is None else [(n, s + v) for (n, s), (_, v) in zip(sums, values)]
         if self.param.test_compute_loss and self.log is not None:
