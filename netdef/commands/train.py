@@ -35,7 +35,6 @@ def run(args):
     import sys
 
     import numpy as np
-    import torch
 
     import netdef
     from compiler.frontends.solver import read_solver
@@ -62,7 +61,6 @@ def run(args):
         if rank == 0:
             print("warning: %s" % w, file=sys.stderr)
     p = solver_file.param
-    torch.manual_seed(p.random_seed + rank if p.random_seed >= 0 else torch.seed())
     solver = Solver(solver_file, feed=feed, weights=args.weights or list(p.weights) or None,
                     device=device, precision=args.precision, channels_last=args.channels_last,
                     record=bool(args.trace),
@@ -131,7 +129,6 @@ def _distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, None
-    import torch
     import torch.distributed as dist
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -6,7 +6,6 @@ iteration k, from 1, uses entries (k-1)*N ... (k-1)*N+N-1). Under torchrun each 
 takes its share of every batch (rows rank*B/W ... (rank+1)*B/W-1), so W processes together
 see exactly the batch one process would.
 """
-import numpy as np
 
 from compiler.errors import NetdefError
 

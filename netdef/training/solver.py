@@ -142,6 +142,11 @@ class Solver:
         self.loss_scale = 2.0 ** 16 if precision == "fp16" else None
         self.good_steps = 0
         self.distributed = distributed
+        if self.param.random_seed >= 0:
+            # Caffe's Solver::Init: random_seed + the solver's rank, before the nets are made
+            # (their fillers draw from it).
+            rank = torch.distributed.get_rank() if distributed is not None else 0
+            torch.manual_seed(self.param.random_seed + rank)
         weights = [w.strip() for w in weights.split(",")] if isinstance(weights, str) else list(weights or [])
         if module is not None:
             self.net, self.module = record_of(module).net, module
