@@ -2,7 +2,8 @@
 
 `validate` runs the wiring and shapes passes on a freshly read net and collects their
 errors instead of stopping at the first pass that fails, so that `netdef check` lists them
-all and `netdef draw` can still show the valid part of a broken net. `check_memory`
+all and `netdef draw` can still show the valid part of a broken net; the shapes a source
+asserts (`expect` in the netdef language) are among the checks. `check_memory`
 refuses a net whose declared blobs would not fit a memory budget, before anything is
 allocated. `check_weights` compares a caffemodel's blobs with the net, one located error
 per layer.
@@ -15,6 +16,7 @@ from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
 from compiler.layers.fillers import FILLER_TYPES
+from compiler.passes.expectations import check_expected_shapes
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 from compiler.proto import is_repeated
@@ -63,6 +65,7 @@ def validate(net, input_shapes=None, max_memory=None):
     errors.extend(check_fillers(net))
     errors.extend(check_blob_shapes(net, {e.layer for e in errors}))
     errors.extend(check_shared_params(net, {e.layer for e in errors}))
+    errors.extend(check_expected_shapes(net))
     if not errors:
         try:
             check_memory(net, max_memory)
