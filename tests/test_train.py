@@ -234,7 +234,7 @@ def test_nan_loss_names_iteration_and_layer_and_keeps_last_snapshot(tmp_path, ca
     np.savez(case / "feed.npz", **feed)
     train(case, expect=1)
     err = errors_of(capsys)
-    assert "the loss became NaN at iteration 4" in err and "layer 'conv'" in err
+    assert "the loss became NaN at iteration 4: input blob 'data' is the first" in err
     assert "small_iter_2.solverstate" in err
     assert sorted(p.name for p in (case / "snap").glob("*.solverstate")) == ["small_iter_2.solverstate"]
 
@@ -349,3 +349,25 @@ def test_run_on_a_device_in_a_precision(tmp_path):
                  "--output", str(tmp_path / "out.npz"), "--device", "cpu", "--precision", "bf16",
                  "--channels-last"]) == 0
     assert np.load(tmp_path / "out.npz")["loss/(automatic)"].dtype == np.float32
+
+
+def test_nan_in_the_data_names_the_input(tmp_path, capsys):
+    case = write_case(tmp_path / "c", max_iter=2, snapshot=0)
+    feed = dict(np.load(case / "feed.npz"))
+    feed["data"][0, 1, 2, 3, 4] = np.inf
+    np.savez(case / "feed.npz", **feed)
+    train(case, expect=1)
+    err = errors_of(capsys)
+    assert "at iteration 1: input blob 'data' is the first to hold a non-finite value" in err
+    assert "no snapshot was written" in err
+
+
+def test_diverging_training_names_the_first_layer_that_overflows(tmp_path, capsys):
+    case = write_case(tmp_path / "c", max_iter=6, snapshot=1, solver_extra="")
+    text = (case / "solver.prototxt").read_text().replace("base_lr: 0.05", "base_lr: 1e30")
+    (case / "solver.prototxt").write_text(text)
+    train(case, expect=1)
+    err = errors_of(capsys)
+    assert "the loss became" in err and ": layer '" in err and "is the first to hold a non-finite value" in err
+    kept = sorted(p.name for p in (case / "snap").glob("*.solverstate"))
+    assert kept and kept[-1] in err

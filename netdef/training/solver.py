@@ -25,6 +25,7 @@ import contextlib
 import math
 import os
 import signal
+import time
 
 import numpy as np
 import torch
@@ -156,6 +157,9 @@ class Solver:
         else:
             self.net = build_net(self.file.train_net, input_shapes)
         self.loss_terms = loss_terms(self.net)
+        if not self.loss_terms:
+            raise NetdefError(self.net.file, None, None, "the train net has no loss",
+                              "add a loss layer (e.g. SoftmaxWithLoss), or loss_weight on a top")
         if module is None:
             outputs = "all" if record else list(dict.fromkeys(self.net.outputs + [n for n, _ in self.loss_terms]))
             self.module = netdef.compile_net(self.net, outputs=outputs)
@@ -175,6 +179,11 @@ class Solver:
             share_trained_layers(net, gm, self.net, self.module)
             self.test_nets.append((net, gm))
         self.params = learnable_params(self.net, self.module)
+        inputs = [self.net.blobs[b] for b in self.net.inputs]
+        # Images per iteration and process: the first input's batch (Caffe's data layers'
+        # batch_size), times the processes under torchrun.
+        world = torch.distributed.get_world_size() if distributed is not None else 1
+        self.batch_size = (inputs[0].shape[0] if inputs and inputs[0].shape else 0) * world
         self.train_module = self.module
         if distributed is not None:
             self.train_module = distributed(self.module)
@@ -215,9 +224,6 @@ class Solver:
             # Positionally: a blob name need not be a Python identifier ("input.1").
             out = self.train_module(*[inputs[n] for n in record_of(self.module).input_names])
             loss = sum(w * out[name].float().sum() for name, w in self.loss_terms)
-        if isinstance(loss, int):
-            raise NetdefError(self.net.file, None, None, "the train net has no loss",
-                              "add a loss layer (e.g. SoftmaxWithLoss), or loss_weight on a top")
         if loss.requires_grad:
             (loss * self.loss_scale if self.loss_scale else loss).backward()
         return loss.detach(), out
@@ -234,6 +240,7 @@ class Solver:
         stop_iter = self.iter + iters
         start_iter = self.iter
         self.losses, self.smoothed_loss = [], 0.0      # Caffe restarts the smoothing per Step
+        clock, images = time.monotonic(), 0
         while self.iter < stop_iter:
             for e in self.params:
                 e.tensor.grad = None
@@ -254,11 +261,14 @@ class Solver:
                 total = total / torch.distributed.get_world_size()
             loss = float(total) / p.iter_size
             if not math.isfinite(loss):
-                raise self._non_finite(inputs)
+                raise self._non_finite(inputs, "NaN" if math.isnan(loss) else "infinite")
             self._smooth(loss, start_iter)
             rate = self.rate()
+            images += p.iter_size * self.batch_size
             if p.display and self.iter % p.display == 0 and self.log is not None:
-                self.log.iteration(self.iter, self.smoothed_loss, rate)
+                now = time.monotonic()
+                self.log.iteration(self.iter, self.smoothed_loss, rate, images / (now - clock))
+                clock, images = now, 0
             self.apply_update(rate)
             losses.append(loss)
             if on_iteration is not None:
@@ -332,30 +342,39 @@ class Solver:
             self.loss_scale *= 2
         return True
 
-    def _non_finite(self, inputs):
+    def _non_finite(self, inputs, what):
         """The error for a non-finite loss: the iteration and the first layer whose output
         was not finite (the forward pass rerun layer by layer, without gradients)."""
-        first = None
-        names = record_of(self.module).layer_names
+        record = record_of(self.module)
+        inputs = [inputs[n] for n in record.input_names]
+        found = []
+        placeholders = [n for n in self.module.graph.nodes if n.op == "placeholder"]
+        input_of = dict(zip(placeholders, record.input_names))
 
         class Finder(torch.fx.Interpreter):
-            def call_module(self, target, args, kwargs):
-                nonlocal first
-                result = super().call_module(target, args, kwargs)
+            """Runs the graph node by node and notes the first layer (a submodule, or a
+            fused call named after its layer) or input whose value is not finite."""
+            def run_node(self, node):
+                result = super().run_node(node)
+                if node.op == "placeholder":
+                    what = "input blob '%s'" % input_of[node]
+                else:
+                    layer = record.layer_names.get(node.target if node.op == "call_module" else node.name)
+                    what = "layer '%s'" % layer if layer else None
                 values = result if isinstance(result, tuple) else (result,)
-                if first is None and any(torch.is_tensor(v) and v.is_floating_point()
-                                         and not bool(torch.isfinite(v).all()) for v in values):
-                    first = names.get(target, target)
+                if what and not found and any(torch.is_tensor(v) and v.is_floating_point()
+                                              and not bool(torch.isfinite(v).all()) for v in values):
+                    found.append(what)
                 return result
 
         with torch.no_grad():
-            Finder(self.module).run(*[inputs[n] for n in record_of(self.module).input_names])
-        where = ("layer '%s' is the first to produce a non-finite value" % first) if first else \
+            Finder(self.module).run(*inputs)
+        first = found[0] if found else None
+        where = ("%s is the first to hold a non-finite value" % first) if first else \
             "no layer's output was non-finite when rerun"
         last = (" the last good snapshot is %s" % self.last_snapshot) if self.last_snapshot else ""
-        return NetdefError(self.file.file, None, first,
-                           "the loss became %s at iteration %d: %s" % ("NaN" if first else "non-finite",
-                                                                       self.iter + 1, where),
+        return NetdefError(self.file.file, None, None,
+                           "the loss became %s at iteration %d: %s" % (what, self.iter + 1, where),
                            "lower base_lr or set clip_gradients;" + (last or " no snapshot was written"))
 
     # --- testing --------------------------------------------------------------------
