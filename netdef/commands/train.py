@@ -41,6 +41,10 @@ def run(args):
     from netdef.training.feed import ArrayFeed, read_feed
     from netdef.training.log import TrainingLog
     from netdef.training.solver import Solver, check_solver
+    if args.snapshot and args.weights:
+        import argparse
+        # Caffe refuses this too: a snapshot holds its own weights.
+        raise argparse.ArgumentTypeError("give --snapshot to resume or --weights to fine-tune, not both")
     solver_file = read_solver(args.solver)
     check_solver(solver_file)
     device = device_of(args)
