@@ -82,7 +82,7 @@ def run(args):
     log = solver.log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
                                    p.average_loss)
     if solver.weights_report is not None and rank == 0:
-        _log_weights(log, args.weights or ", ".join(p.weights), solver.weights_report, solver)
+        _log_weights(log, solver.weights_report)
     trace = {}
 
     def record(s, loss, rate):
@@ -109,21 +109,17 @@ def run(args):
     return 0
 
 
-def _log_weights(log, path, reports, solver):
-    """Which layers came from the weights file(s) and which kept their fillers."""
-    report = reports[-1]
-    missing = set.intersection(*(set(r.get("missing", ())) for r in reports))
-    with_blobs = [layer.name for layer in solver.net.layers if layer.defn.blob_shapes(
-        layer, [solver.net.blobs[b].shape for b in layer.bottoms])]
-    loaded = [n for n in with_blobs if n not in missing and n not in
-              {m.split(":")[0].split(" blob")[0] for m in report.get("mismatched", ())}]
-    log.info("Copying layers from %s: %s" % (path, ", ".join(loaded) or "none"))
-    if missing:
-        log.info("Kept their fillers (not in the file): %s" % ", ".join(sorted(missing)))
-    for m in report.get("mismatched", ()):
-        log.info("Not copied (does not fit): %s" % m)
-    if report.get("extra"):
-        log.info("Ignored (not in the net): %s" % ", ".join(report["extra"]))
+def _log_weights(log, reports):
+    """Which layers came from the weights file(s) and which kept their fillers
+    (compiler.passes.weights.WeightsReport, one per file)."""
+    for report in reports:
+        log.info("Copying layers from %s: %s" % (report.file, ", ".join(report.loaded) or "none"))
+        if report.ignored:
+            log.info("Ignoring the file's layers the net lacks: %s" % ", ".join(report.ignored))
+    kept = set.intersection(*(set(r.kept_fillers) for r in reports))
+    if kept:
+        log.info("Keeping their filler values (in no file): %s"
+                 % ", ".join(n for n in reports[0].kept_fillers if n in kept))
 
 
 def _distributed(device):
