@@ -13,7 +13,7 @@ SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
 """
 import os
 
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from netdef.commands import add_device_arguments, device_of
 
 
@@ -33,6 +33,7 @@ def add_parser(sub):
 
 def run(args):
     import sys
+    import warnings
 
     import numpy as np
 
@@ -61,9 +62,8 @@ def run(args):
         raise NetdefErrors(errors)
     feed = ArrayFeed(read_feed(args.feed), args.feed, rank, world) if args.feed else None
     test_feeds = [ArrayFeed(read_feed(f), f) for f in args.test_feed]
-    for w in solver_file.warnings:
-        if rank == 0:
-            print("warning: %s" % w, file=sys.stderr)
+    if rank != 0:
+        warnings.simplefilter("ignore", NetdefWarning)     # rank 0 says it once
     p = solver_file.param
     solver = Solver(solver_file, feed=feed, weights=args.weights or list(p.weights) or None,
                     device=device, precision=args.precision, channels_last=args.channels_last,

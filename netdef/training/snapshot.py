@@ -23,7 +23,7 @@ import tempfile
 import numpy as np
 import torch
 
-from compiler.backends import caffemodel as caffemodel_writer
+from compiler.backends.caffemodel import blob_field
 from compiler.errors import NetdefError
 from compiler.proto import caffe_pb2
 
@@ -65,14 +65,12 @@ def _array(t):
 
 def solver_state_chunks(solver, learned_net):
     """The bytes of a SolverState: the small fields by protobuf, the history blobs as
-    Caffe BlobProtos written straight from the arrays (see compiler/backends/caffemodel)."""
+    Caffe BlobProtos written straight from the arrays (compiler/backends/caffemodel)."""
     head = caffe_pb2.SolverState(iter=solver.iter, learned_net=learned_net,
                                  current_step=solver.current_step)
     yield head.SerializeToString()
     for h in _history(solver):
-        chunks = caffemodel_writer.blob_chunks(_array(h))
-        yield caffemodel_writer._header(STATE_HISTORY, sum(len(c) for c in chunks))
-        yield from chunks
+        yield from blob_field(STATE_HISTORY, _array(h))
 
 
 def _side_arrays(solver):

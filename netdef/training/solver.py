@@ -26,13 +26,14 @@ import math
 import os
 import signal
 import time
+import warnings
 
 import numpy as np
 import torch
 
 from compiler import pipeline
 from compiler.backends.record import record_of
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.frontends.solver import read_solver
 from compiler.layers.loss import loss_weight
 from netdef.devices import autocast, place
@@ -136,6 +137,8 @@ class Solver:
         self.file = read_solver(solver) if isinstance(solver, (str, os.PathLike)) else solver
         self.param = self.file.param
         self.type, self.policy = check_solver(self.file)
+        for warning in self.file.warnings:
+            warnings.warn(str(warning), NetdefWarning)
         self.feed, self.log = feed, log
         self.test_feeds = list(test_feeds)       # one feed per test net with Input layers
         self.device = torch.device(device)
