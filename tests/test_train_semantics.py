@@ -96,3 +96,42 @@ def test_lr_policies(policy, fields, rates):
     state = {"current_step": 0}
     got = [lr_policies.get(policy).rate(p, it, state) for it in range(4)]
     np.testing.assert_allclose(got, rates, rtol=1e-6)
+
+
+SHARED = '''name: "s"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" } param { name: "b" decay_mult: 0 }
+        inner_product_param { num_output: 3 } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" lr_mult: 3 } param { name: "b" }
+        inner_product_param { num_output: 3 } }
+layer { name: "c" type: "InnerProduct" bottom: "b" top: "c" param { name: "w" %s } param { name: "b" }
+        inner_product_param { num_output: 3 } }
+'''
+
+
+def test_shared_multipliers_resolve_as_caffe_resolves_them(tmp_path):
+    import netdef
+    from netdef.training.params import learnable_params
+    (tmp_path / "n.prototxt").write_text(SHARED % "")
+    gm = netdef.load(tmp_path / "n.prototxt", phase="TRAIN")
+    params = learnable_params(netdef.record(gm).net, gm)
+    assert [(e.owner, e.lr_mult, e.decay_mult) for e in params] == [(("a", 0), 3.0, 1.0), (("a", 1), 1.0, 0.0)]
+    assert params[0].holders == [("a", 0), ("b", 0), ("c", 0)]
+    (tmp_path / "n.prototxt").write_text(SHARED % "lr_mult: 2")
+    gm = netdef.load(tmp_path / "n.prototxt", phase="TRAIN")
+    with pytest.raises(netdef.NetdefError, match="shared param 'w' has lr_mult 2 here but 3"):
+        learnable_params(netdef.record(gm).net, gm)
+
+
+def test_average_loss_smooths_the_logged_loss(tmp_path, monkeypatch):
+    import io
+    from netdef.training.log import TrainingLog
+    solver, feed, w, b = make(tmp_path, monkeypatch, 'base_lr: 0.01\nlr_policy: "fixed"\ndisplay: 1\n'
+                              'average_loss: 2\n', 4)
+    out = io.StringIO()
+    solver.log = TrainingLog(stream=out, average_loss=2)
+    losses = solver.step(3)
+    logged = [float(line.split("loss = ")[1].split(",")[0]) for line in out.getvalue().splitlines()
+              if "loss = " in line]
+    np.testing.assert_allclose(logged, [losses[0], (losses[0] + losses[1]) / 2, (losses[1] + losses[2]) / 2],
+                               rtol=1e-5)

@@ -70,10 +70,11 @@ def run(args):
                     record=bool(args.trace),
                     input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
                     test_feeds=test_feeds)
-    if feed is None:
+    inputs = netdef.record(solver.module).input_names
+    if inputs and feed is None:
         raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
-                          % ", ".join(netdef.record(solver.module).input_names), "give --feed batches.npz")
-    errors = feed.check(netdef.record(solver.module).input_names, p.max_iter * p.iter_size)
+                          % ", ".join(inputs), "give --feed batches.npz")
+    errors = feed.check(inputs, p.max_iter * p.iter_size) if feed else []
     for k, (f, (_, gm)) in enumerate(zip(test_feeds, solver.test_nets)):
         errors += f.check(netdef.record(gm).input_names, p.test_iter[k])
     if errors:

@@ -232,9 +232,13 @@ class Solver:
         return loss.detach(), out
 
     def _inputs(self, j):
-        arrays = self.feed(j)
+        names = record_of(self.module).input_names
+        if names and self.feed is None:
+            raise NetdefError(self.file.file, None, None, "the train net's inputs (%s) need data"
+                              % ", ".join(names), "give a feed (--feed batches.npz)")
+        arrays = self.feed(j) if names else {}
         return {name: torch.as_tensor(np.ascontiguousarray(arrays[name], dtype=np.float32)).to(self.device)
-                for name in record_of(self.module).input_names}
+                for name in names}
 
     def step(self, iters=1, on_iteration=None):
         """Run `iters` iterations (Solver::Step). on_iteration(solver, loss, rate) is called
