@@ -244,8 +244,9 @@ def test_torchrun_two_processes_match_one_process_and_resume(tmp_path):
     fed the whole batch (DDP averages the gradients as Caffe's multi-GPU solver does)."""
     net = NET.replace('layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" '
                       'dropout_param { dropout_ratio: 0.3 } }\n', "")
-    one = write_case(tmp_path / "one", max_iter=4, snapshot=2)
-    two = write_case(tmp_path / "two", max_iter=4, snapshot=2)
+    # iter_size 2: the processes average once per iteration, after both passes.
+    one = write_case(tmp_path / "one", max_iter=4, snapshot=2, solver_extra="iter_size: 2\n", entries=8)
+    two = write_case(tmp_path / "two", max_iter=4, snapshot=2, solver_extra="iter_size: 2\n", entries=8)
     for case in (one, two):
         (case / "net.prototxt").write_text(net)
     train(one, "--trace", "trace.npz")
@@ -371,3 +372,11 @@ def test_diverging_training_names_the_first_layer_that_overflows(tmp_path, capsy
     assert "the loss became" in err and ": layer '" in err and "is the first to hold a non-finite value" in err
     kept = sorted(p.name for p in (case / "snap").glob("*.solverstate"))
     assert kept and kept[-1] in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpu_without_cuda_is_one_error(tmp_path, capsys):
+    case = write_case(tmp_path / "c", max_iter=2, snapshot=0)
+    train(case, "--gpu", "0", expect=1)
+    assert "device cuda:0: no CUDA device is available" in errors_of(capsys)
+    assert not os.listdir(case / "snap")

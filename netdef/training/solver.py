@@ -255,9 +255,13 @@ class Solver:
             if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
                 self.test_all()
             total = None
-            for _ in range(p.iter_size):
+            for k in range(p.iter_size):
                 inputs = self._inputs(self.passes)
-                loss, out = self.forward_backward(inputs)
+                # Under DDP the gradients are averaged over the processes once per
+                # iteration, after its last pass (the sum of averages is the average of sums).
+                accumulate = self.distributed is not None and k < p.iter_size - 1
+                with self.train_module.no_sync() if accumulate else contextlib.nullcontext():
+                    loss, out = self.forward_backward(inputs)
                 if self.record and self.first_forward is None:
                     self.first_forward = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
                 self.passes += 1
