@@ -19,11 +19,10 @@ only says where each field stands (`line(field)`) so that its errors are located
 Fields Caffe knows that netdef does not act on are warnings (one each), not errors.
 """
 import os
-import re
 from dataclasses import dataclass, field
 
 from compiler.errors import NetdefError, NetdefErrors
-from compiler.frontends.prototxt import _layer_lines, parse_text, read_text_file
+from compiler.frontends.prototxt import _TOKEN, _layer_lines, parse_net_text, parse_text, read_text_file
 from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
@@ -39,9 +38,6 @@ UNUSED_FIELDS = {
 SOLVER_TYPES_BY_ENUM = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
                         "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
 TRAIN_NET_FIELDS = ("net", "net_param", "train_net", "train_net_param")
-
-_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>]|\n|[A-Za-z_]\w*')
-
 
 @dataclass
 class NetSource:
@@ -179,9 +175,9 @@ def _net_file(solver, name, path, errors):
     return None
 
 
-def _inline(solver, text, spans, name, index, proto, what, errors):
+def _inline(solver, text, spans, name, index, proto, what):
     """A NetParameter written inside the solver, with the lines of its layers."""
-    ln, start, end = spans[name][index] if name in spans and index < len(spans[name]) else (None, None, None)
+    _, start, end = spans[name][index] if name in spans and index < len(spans[name]) else (None, None, None)
     lines = None
     if start is not None:
         offset = text.count("\n", 0, start)
@@ -213,16 +209,16 @@ def _nets(solver, text, spans, errors):
         return
     sources = {}
 
-    def net_source(name, index, what, default_phase):
+    def net_source(name, index, what):
         if name.endswith("_param"):
             proto = getattr(p, name)[index] if name == "test_net_param" else getattr(p, name)
-            return _inline(solver, text, spans, name, index, proto, what, errors)
+            return _inline(solver, text, spans, name, index, proto, what)
         path = getattr(p, name)[index] if name == "test_net" else getattr(p, name)
         if path not in sources:
             sources[path] = _net_file(solver, name, path, errors)
         return NetSource(what, sources[path]) if sources[path] else None
 
-    train = net_source(given[0], 0, given[0], "TRAIN")
+    train = net_source(given[0], 0, given[0])
     if train is not None:
         _state(train, "TRAIN", _own_state(train), p.train_state)
         solver.train_net = train
@@ -245,10 +241,10 @@ def _nets(solver, text, spans, errors):
                                    "e.g. test_interval: 500 (test every 500 iterations)"))
     tests = [("test_net_param", i, "test_net_param") for i in range(len(p.test_net_param))]
     tests += [("test_net", i, "test_net file: %s" % p.test_net[i]) for i in range(len(p.test_net))]
-    tests += [(generic, 0, "%s" % generic if generic == "net_param" else "net file: %s" % p.net)] \
+    tests += [(generic, 0, "net_param" if generic == "net_param" else "net file: %s" % p.net)] \
         * (total - explicit)
     for k, (name, index, what) in enumerate(tests):
-        source = net_source(name, index, what, "TEST")
+        source = net_source(name, index, what)
         if source is None:
             continue
         _state(source, "TEST", _own_state(source), p.test_state[k] if p.test_state else None)
@@ -256,9 +252,10 @@ def _nets(solver, text, spans, errors):
 
 
 def _own_state(source):
-    """The `state` the net itself declares (a net file's is read when the net is)."""
+    """The `state` a prototxt net declares; netdef's own formats (.net, .netdef) keep none."""
     if source.proto is not None:
         return source.proto.state
-    from compiler.frontends.prototxt import parse_net_text
+    if os.path.splitext(source.file)[1] in (".net", ".netdef"):
+        return caffe_pb2.NetState()
     proto, _ = parse_net_text(read_text_file(source.file), source.file)
     return proto.state
