@@ -263,7 +263,7 @@ class Solver:
                 with self.train_module.no_sync() if accumulate else contextlib.nullcontext():
                     loss, out = self.forward_backward(inputs)
                 if self.record and self.first_forward is None:
-                    self.first_forward = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
+                    self.first_forward = {name: v.detach().float().cpu().numpy() for name, v in out.items()}
                 self.passes += 1
                 total = loss if total is None else total + loss
             if self.distributed is not None:
