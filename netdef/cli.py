@@ -14,7 +14,8 @@ import warnings
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "export", "finetune", "deploy", "predict"]
+COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train", "export", "finetune", "deploy",
+            "predict"]
 
 
 def make_parser():
