@@ -10,7 +10,7 @@ class names come from --labels, else from the labels file beside NET (NET.labels
 import os
 
 from compiler.errors import NetdefError
-from netdef.commands import memory_size, parse_input_shapes
+from netdef.commands import device_of, memory_size, parse_input_shapes
 
 
 def add_parser(sub):
@@ -40,7 +40,8 @@ def add_prediction_arguments(p, images):
     p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                    help="a data top's shape, where netdef cannot read it (train_val nets)")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
 
 
 def run(args):
@@ -68,13 +69,9 @@ class Classifier:
     the command line asks."""
 
     def __init__(self, args):
-        import torch
         from netdef.inference.predict import Preprocessor, given_transform, net_transform
         self.crops = args.crops
-        try:
-            self.device = torch.device(args.device)
-        except RuntimeError as e:
-            raise NetdefError("--device", None, None, str(e)) from None
+        self.device = device_of(args)
         shapes = parse_input_shapes(args.input_shape)
         first = deploy_net(args.net, args.net_name, shapes, args.max_memory)
         declared = net_transform(first)
