@@ -15,7 +15,7 @@ from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train", "export", "finetune", "deploy",
-            "predict"]
+            "predict", "features"]
 
 
 def make_parser():

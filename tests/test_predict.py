@@ -1,5 +1,7 @@
 """netdef predict: Caffe's TEST preprocessing (the net's transform_param, else the
 command line's), ten crops, ensembles, class names, and bad input refused."""
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 import netdef
 from compiler.proto import caffe_pb2
 from netdef.cli import main
+from netdef.commands.predict import preprocessor
 from netdef.inference.predict import ensemble, ten_crops
 
 cv2 = pytest.importorskip("cv2", reason="decoding images as Caffe does needs OpenCV (the data extra)")
@@ -128,3 +131,27 @@ def test_bad_input_is_one_located_error(files, capsys):
                      + PREPROCESS + argv])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and 1 <= len(err) <= 2 and where in err[0], err
+
+
+def test_features_of_listed_images_are_the_blob_with_the_labels(files, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    (files / "list.txt").write_text("img0.png 3\nimg1.png 1\nimg2.png 4\n")
+    code = main(["features", "deploy.prototxt", "--weights", "w1.caffemodel", "--blob", "pool", "--images",
+                 "list.txt", "--batch", "2", "-o", "cache"] + PREPROCESS[:-2])
+    assert code == 0, capsys.readouterr().err
+    # Named as given, relative to the working directory: an HDF5Data source's paths are.
+    assert (files / "cache" / "list.txt").read_text().split() == ["cache/shard_00000"]
+    data = np.load(files / "cache" / "shard_00000" / "data.npy", mmap_mode="r", allow_pickle=False)
+    labels = np.load(files / "cache" / "shard_00000" / "label.npy", allow_pickle=False)
+    assert data.shape == (3, 4, 1, 1) and labels.tolist() == [3, 1, 4]
+    gm = netdef.load(str(files / "deploy.prototxt"), weights=str(files / "w1.caffemodel"), outputs=["pool"],
+                     input_shapes={"data": (1, 3, 24, 24)})
+    prep = preprocessor(argparse.Namespace(mean="100,110,120", scale=0.01, crop=24, resize=None), netdef.parse(
+        str(files / "deploy.prototxt")))
+    with torch.no_grad():
+        want = gm(torch.from_numpy(prep.crops("img1.png", 1)))["pool"]
+    np.testing.assert_allclose(data[1], want[0].numpy(), atol=1e-6)
+    # An existing folder is never written into.
+    assert main(["features", "deploy.prototxt", "--weights", "w1.caffemodel", "--blob", "pool", "--images",
+                 "list.txt", "-o", "cache"] + PREPROCESS[:-2]) == 1
+    assert "exists" in capsys.readouterr().err

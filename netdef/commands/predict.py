@@ -33,15 +33,32 @@ def add_prediction_arguments(p, images):
                    help="more weights of the same net (or NET:WEIGHTS of another), outputs averaged")
     p.add_argument("--labels", metavar="labels.txt", help="class names, one a line")
     p.add_argument("--blob", help="the output to read (default: the net's only output)")
-    p.add_argument("--mean", help="without a transform_param: mean per channel (B,G,R) or a mean .binaryproto")
-    p.add_argument("--scale", type=float, help="without a transform_param: multiply pixels by this")
-    p.add_argument("--resize", metavar="H,W", help="resize images to H,W before cropping")
-    p.add_argument("--crop", type=int, help="without a transform_param: crop size")
+    add_preprocessing_arguments(p)
     p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                    help="a data top's shape, where netdef cannot read it (train_val nets)")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
+
+
+def add_preprocessing_arguments(p):
+    """How images are prepared for a net that does not say it (no transform_param)."""
+    p.add_argument("--mean", help="without a transform_param: mean per channel (B,G,R) or a mean .binaryproto")
+    p.add_argument("--scale", type=float, help="without a transform_param: multiply pixels by this")
+    p.add_argument("--resize", metavar="H,W", help="resize images to H,W before cropping")
+    p.add_argument("--crop", type=int, help="without a transform_param: crop size")
+
+
+def preprocessor(args, net):
+    """The Preprocessor of the net's transform_param, or of --mean/--scale/--crop; --resize
+    either way. A net that declares its preprocessing refuses the flags that would change it."""
+    from netdef.inference.predict import Preprocessor, given_transform, net_transform
+    declared = net_transform(net)
+    if declared is not None and any(v is not None for v in (args.mean, args.scale, args.crop)):
+        raise NetdefError(net.file, None, None, "the net declares its preprocessing (transform_param); "
+                          "--mean, --scale and --crop are for nets without one")
+    transform, size, color = declared or (given_transform(args.mean, args.scale, args.crop), (0, 0), True)
+    return Preprocessor(transform, parse_size(args.resize) if args.resize else size, color)
 
 
 def run(args):
@@ -69,19 +86,11 @@ class Classifier:
     the command line asks."""
 
     def __init__(self, args):
-        from netdef.inference.predict import Preprocessor, given_transform, net_transform
         self.crops = args.crops
         self.device = device_of(args)
         shapes = parse_input_shapes(args.input_shape)
         first = deploy_net(args.net, args.net_name, shapes, args.max_memory)
-        declared = net_transform(first)
-        if declared is not None and any(v is not None for v in (args.mean, args.scale, args.crop)):
-            raise NetdefError(args.net, None, None, "the net declares its preprocessing (transform_param); "
-                              "--mean, --scale and --crop are for nets without one")
-        transform, size, color = declared or (given_transform(args.mean, args.scale, args.crop), (0, 0), True)
-        if args.resize:
-            size = parse_size(args.resize)
-        self.preprocessor = Preprocessor(transform, size, color)
+        self.preprocessor = preprocessor(args, first)
         self.members = [self._member(first, args.net, args.weights, args.blob)]
         for spec in args.ensemble:
             net_file, weights = member_files(spec, args.net)
