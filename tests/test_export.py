@@ -77,7 +77,7 @@ def same_outputs(a, b):
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["VISION", "LOSSES"])
+@pytest.mark.parametrize("name", ["VISION", "LOSSES", "SSD"])
 def test_python_file_computes_every_runtime_module_as_netdef_does(name, tmp_path):
     gm = compiled(name)
     gm.eval()
