@@ -175,3 +175,47 @@ def test_summary_json_and_table_show_frozen_parameters(train_val, tmp_path, caps
     table = capsys.readouterr().out
     assert "trainable" in table.splitlines()[0] and "frozen" in table.splitlines()[3]
     assert "(%s trainable, " % "{:,}".format(4 * 4 * 4 * 3 + 3) in table
+
+
+# The three regimes, trained by netdef train from the pretrained start.
+PRETRAINED = '''name: "small"
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 4 dim: 3 dim: 6 dim: 6 } shape { dim: 4 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv2" top: "fc"
+  inner_product_param { num_output: 10 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+'''
+
+
+@pytest.mark.parametrize("regime, frozen, trained", [
+    ("all", ["conv1", "bn1", "conv2"], ["fc_ft"]),
+    ("conv1", ["conv1"], ["conv2", "fc_ft"]),
+    ("none", [], ["conv1", "conv2", "fc_ft"]),
+])
+def test_netdef_train_keeps_frozen_layers_and_trains_the_rest(regime, frozen, trained, tmp_path, monkeypatch):
+    import numpy as np
+    from compiler.frontends.caffemodel import read_caffemodel
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pretrained.prototxt").write_text(PRETRAINED)
+    gm = netdef.load("pretrained.prototxt", phase="TRAIN")
+    netdef.export(gm, "pretrained.caffemodel")
+    assert main(["finetune", "pretrained.prototxt", "--classes", "3", "--freeze", regime, "-o", "net.prototxt"]) == 0
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.1\nmomentum: 0.9\n'
+                                              'lr_policy: "fixed"\nmax_iter: 2\nsnapshot: 2\n'
+                                              'snapshot_prefix: "ft"\nrandom_seed: 1\n')
+    rng = np.random.default_rng(0)
+    np.savez("feed.npz", data=rng.standard_normal((2, 4, 3, 6, 6)).astype(np.float32),
+             label=rng.integers(0, 3, (2, 4)).astype(np.float32))
+    assert main(["train", "solver.prototxt", "--weights", "pretrained.caffemodel", "--feed", "feed.npz"]) == 0
+    before = {l.name: l.blobs for l in read_caffemodel("pretrained.caffemodel")}
+    after = {l.name: l.blobs for l in read_caffemodel("ft_iter_2.caffemodel")}
+    for name in frozen:
+        assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name])), name
+    for name in trained:
+        assert name not in before or not np.array_equal(before[name][0], after[name][0]), name
