@@ -27,6 +27,7 @@ On CUDA the compiled program is also captured as a CUDA graph (mode="reduce-over
 which removes the per-kernel launch cost that dominates small batches. That path is not
 tested on this project's CPU-only CI.
 """
+import contextlib
 import sys
 import time
 
@@ -71,12 +72,16 @@ class CompiledNet(nn.Module):
             # A CUDA graph replays into the same output memory; a new step lets the previous
             # outputs be overwritten, so they are cloned below before that happens.
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.no_grad(), torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
-                                             enabled=self.autocast_dtype is not None):
+        with torch.no_grad(), self._precision():
             out = self._run(*args, **kwargs)
         # Caffe's blobs are float32; on CUDA a copy, since the graph's output memory is reused.
         copy = self.compiled and self.device_type == "cuda"
         return {k: v.to(torch.float32, copy=copy) for k, v in out.items()}
+
+    def _precision(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
     def _prepare(self, x):
         """Inputs in the layout the compiled program was specialized to: 4-D tensors
