@@ -15,6 +15,6 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript"]},
-    entry_points={"console_scripts": ["netdef=netdef.cli:main"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools"]},
+    entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

@@ -7,11 +7,15 @@ and fills `graph`: one node per layer, one edge per (producer, consumer, blob).
 
 Users still speak Caffe: `net.latest["conv1"]` is the SSA id of conv1's value after the
 last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
+
+Weights travel as LayerBlobs, one per layer of a weights file, matched to the net's
+layers by name (compiler/accounting.py says which blob fills which).
 """
 from dataclasses import dataclass, field
 
 import networkx as nx
 
+from compiler.layers import registry
 from compiler.state import NetState
 
 
@@ -27,7 +31,6 @@ class Layer:
 
     @property
     def defn(self):
-        from compiler.layers import registry
         return registry.get(self.type)
 
     def __repr__(self):
@@ -42,6 +45,27 @@ class Blob:
     shape: tuple = None
 
 
+@dataclass
+class LayerBlobs:
+    """One layer's blobs as a weights file (a .caffemodel, a saved .netdef) holds them."""
+    name: str
+    type: str
+    blobs: list          # numpy arrays, in Caffe's blob order
+    legacy: list         # per blob: True if its shape came from num/channels/height/width
+
+
+@dataclass(eq=False)
+class ShapeExpectation:
+    """A shape the source asserts for a blob, batch axis left out (the netdef language's
+    `expect x: 256x28x28`), checked after shape inference (passes/expectations.py)."""
+    blob: str          # Caffe name
+    dims: tuple
+    layer: Layer       # the layer whose top is meant: the blob's last writer at the assertion
+    file: str = None
+    line: int = None
+    col: int = None
+
+
 class Net:
     def __init__(self, name, layers, file=None, state=NetState()):
         self.name = name
@@ -53,6 +77,7 @@ class Net:
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
+        self.expected_shapes = []        # ShapeExpectations the source declares
 
     @property
     def phase(self):

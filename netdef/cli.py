@@ -5,10 +5,13 @@ Exit codes: 0 ok, 1 an error in the user's input (one located message, no traceb
 unless --debug), 2 bad usage.
 """
 import argparse
+import errno
 import importlib
+import os
 import sys
+import warnings
 
-from compiler.errors import NetdefError
+from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "summary", "check", "draw", "convert"]
@@ -32,7 +35,10 @@ def main(argv=None):
     except SystemExit as e:
         return e.code
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NetdefWarning)
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except argparse.ArgumentTypeError as e:
         print("netdef: error: %s" % e, file=sys.stderr)
         return 2
@@ -42,7 +48,41 @@ def main(argv=None):
         for error in getattr(e, "errors", [e]):
             print("error: %s" % error, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `netdef summary NET | head`: the reader has gone, which is not an error of ours.
+        # Point stdout at /dev/null so that the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if args.debug or e.errno not in (errno.ENOSPC, errno.EIO):
+            raise
+        # Standard output on a full or failing device (`> /dev/full`): one line, no traceback.
+        print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
+        return 1
+
+
+def console():
+    """The `netdef` console script: exit with main's code, also when stdout fails at exit."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
+        code = code or 1
+    sys.exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """netdef's own warnings are about the user's files: one line on stderr, no source
+    location of netdef's; others (a library's) as Python shows them."""
+    if issubclass(category, NetdefWarning):
+        print("warning: %s" % message, file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

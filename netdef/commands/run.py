@@ -1,19 +1,22 @@
-"""netdef run NET --weights W --input in.npz --output out.npz [--blobs all|outputs]
+"""netdef run NET [--weights W [--strict]] --input in.npz --output out.npz [--blobs all|outputs]
                 [--fast | --compile [--precision bf16]]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
-reshaped to them, as Caffe's Net::Reshape does."""
+reshaped to them, as Caffe's Net::Reshape does. Weights can fix a size, though (an
+InnerProduct's takes one count of inputs): a size they do not fit is reported as a
+problem of the input, with the size to feed. Without weights (a saved .netdef carries
+its own) the net runs on its filler values, and says so."""
 import argparse
+import warnings
 
-from compiler.errors import NetdefError
-from netdef.commands import add_net_arguments, parse_net, write_atomic
+from compiler.errors import NetdefError, NetdefWarning
+from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
 
 
 def add_parser(sub):
     p = sub.add_parser("run", help="run a forward pass on arrays from an .npz file")
     add_net_arguments(p)
-    p.add_argument("--weights", help=".caffemodel (or .netdef)")
-    p.add_argument("--no-strict", action="store_true")
+    add_weights_arguments(p, ".caffemodel (or .netdef); without them the net runs on its filler values")
     p.add_argument("--input", required=True, help=".npz with one array per input blob")
     p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
@@ -34,23 +37,25 @@ def run(args):
     import numpy as np
     import torch
     import netdef
-    try:
-        with np.load(args.input, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    from compiler.passes.validate import memory_budget
+    from netdef.npz import read_npz, write_npz
+    arrays = read_npz(args.input, memory_budget(args.max_memory))
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
-    names = [net.blobs[t].name for t in net.inputs]
-    missing = [n for n in names if n not in arrays]
+    input_names = [net.blobs[t].name for t in net.inputs]
+    missing = [n for n in input_names if n not in arrays]
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
-    gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
-                            strict=not args.no_strict, fast=args.fast, compile=args.compile,
-                            precision=args.precision)
+    weights, strict = weights_arguments(args)
+    if weights is None:
+        warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
+    gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
+                            strict=strict, fast=args.fast, compile=args.compile, precision=args.precision)
     with torch.no_grad():
-        out = gm(**{n: torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)) for n in names})
+        # Positionally: a blob name need not be a Python identifier ("input.1").
+        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)) for n in input_names])
     result = {k: v.detach().cpu().numpy() for k, v in out.items()}
-    write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
+    write_atomic(args.output, lambda tmp: write_npz(tmp, result),
+                 inputs=[args.net, args.input] + ([args.weights] if args.weights else []))
     print("wrote %d blobs to %s" % (len(result), args.output))
     return 0
