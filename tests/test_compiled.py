@@ -209,4 +209,3 @@ def test_cli_run_compile_falls_back_in_one_line(tmp_path, capsys):
     assert set(plain.files) == set(fast.files)
     for name in plain.files:
         assert_close(torch.from_numpy(fast[name]), torch.from_numpy(plain[name]))
-    assert main(common + ["--output", str(tmp_path / "x.npz"), "--precision", "bf16"]) == 2

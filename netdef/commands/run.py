@@ -1,16 +1,16 @@
 """netdef run NET [--weights W [--strict]] --input in.npz --output out.npz [--blobs all|outputs]
-                [--fast | --compile [--precision bf16]]
+                [--fast | --compile] [--device D] [--precision fp32|bf16|fp16]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
 reshaped to them, as Caffe's Net::Reshape does. Weights can fix a size, though (an
 InnerProduct's takes one count of inputs): a size they do not fit is reported as a
 problem of the input, with the size to feed. Without weights (a saved .netdef carries
 its own) the net runs on its filler values, and says so."""
-import argparse
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
-from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, device_of,
+                             parse_net, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
@@ -25,21 +25,20 @@ def add_parser(sub):
     p.add_argument("--compile", action="store_true",
                    help="the fast path compiled by torch.compile (inductor, freezing), warmed up before "
                         "the batch; falls back to --fast with one line saying why")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="with --compile: autocast to bf16 (CPU or CUDA) or fp16 (CUDA); default fp32, "
-                        "Caffe's numbers")
+    add_device_arguments(p)
     return p
 
 
 def run(args):
-    if args.precision != "fp32" and not args.compile:
-        raise argparse.ArgumentTypeError("--precision %s needs --compile" % args.precision)
     import numpy as np
     import torch
     import netdef
     from compiler.passes.validate import memory_budget
+    from netdef.devices import autocast, place
+    from netdef.inference import compile_for_inference
     from netdef.npz import read_npz, write_npz
     arrays = read_npz(args.input, memory_budget(args.max_memory))
+    device = device_of(args)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     input_names = [net.blobs[t].name for t in net.inputs]
     missing = [n for n in input_names if n not in arrays]
@@ -50,11 +49,16 @@ def run(args):
     if weights is None:
         warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
     gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
-                            strict=strict, fast=args.fast, compile=args.compile, precision=args.precision)
-    with torch.no_grad():
+                            strict=strict, fast=args.fast or args.compile)
+    place(gm, device, args.channels_last)
+    if args.compile:
+        # Compiled where it runs; the compiled module applies --precision itself.
+        gm = compile_for_inference(gm, args.precision)
+    with torch.no_grad(), autocast(device, "fp32" if args.compile else args.precision):
         # Positionally: a blob name need not be a Python identifier ("input.1").
-        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)) for n in input_names])
-    result = {k: v.detach().cpu().numpy() for k, v in out.items()}
+        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)).to(device)
+                   for n in input_names])
+    result = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
     write_atomic(args.output, lambda tmp: write_npz(tmp, result),
                  inputs=[args.net, args.input] + ([args.weights] if args.weights else []))
     print("wrote %d blobs to %s" % (len(result), args.output))

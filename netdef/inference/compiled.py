@@ -27,7 +27,6 @@ On CUDA the compiled program is also captured as a CUDA graph (mode="reduce-over
 which removes the per-kernel launch cost that dominates small batches. That path is not
 tested on this project's CPU-only CI.
 """
-import contextlib
 import sys
 import time
 
@@ -36,8 +35,7 @@ from torch import nn
 
 from compiler.backends.record import record_of
 from compiler.errors import NetdefError
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from netdef.devices import PRECISIONS, autocast
 
 
 class CompiledNet(nn.Module):
@@ -56,7 +54,7 @@ class CompiledNet(nn.Module):
         self.module = module
         self.meta = module.meta
         self.device_type = device.type
-        self.autocast_dtype = PRECISIONS[precision]
+        self.precision = precision
         self.compiled = False
         self.fallback = None
         self.warmup_seconds = 0.0
@@ -72,16 +70,11 @@ class CompiledNet(nn.Module):
             # A CUDA graph replays into the same output memory; a new step lets the previous
             # outputs be overwritten, so they are cloned below before that happens.
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.no_grad(), self._precision():
+        with torch.no_grad(), autocast(self.device_type, self.precision):
             out = self._run(*args, **kwargs)
         # Caffe's blobs are float32; on CUDA a copy, since the graph's output memory is reused.
         copy = self.compiled and self.device_type == "cuda"
         return {k: v.to(torch.float32, copy=copy) for k, v in out.items()}
-
-    def _precision(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
     def _prepare(self, x):
         """Inputs in the layout the compiled program was specialized to: 4-D tensors
