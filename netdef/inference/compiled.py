@@ -116,10 +116,14 @@ def compile_for_inference(gm, precision="fp32", log=None):
     for x in example:
         if x.dim() and x.shape[0] > 1:
             torch._dynamo.maybe_mark_dynamic(x, 0)
-    mode = "reduce-overhead" if device.type == "cuda" else None
+    options = {"freezing": True}
+    if device.type == "cuda":
+        # CUDA graphs: what mode="reduce-overhead" sets (torch.compile takes a mode or options,
+        # not both).
+        options["triton.cudagraphs"] = True
     start = time.perf_counter()
     try:
-        model.__dict__["_run"] = torch.compile(gm, mode=mode, options={"freezing": True})
+        model.__dict__["_run"] = torch.compile(gm, options=options)
         model.compiled = True
         model(*example)
     except Exception as e:       # any failure of torch.compile's machinery: run eagerly instead
