@@ -13,6 +13,7 @@ from netdef.commands.predict import preprocessor
 from netdef.inference.predict import ensemble, ten_crops
 
 cv2 = pytest.importorskip("cv2", reason="decoding images as Caffe does needs OpenCV (the data extra)")
+pytest.importorskip("netdef.data", reason="predict decodes and transforms with netdef/data (the data branch)")
 
 DEPLOY = '''name: "small"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 24 dim: 24 } } }
