@@ -70,6 +70,13 @@ def layer_params(net, layer, seen_shared):
     return total
 
 
+def layer_workspace(net, layer):
+    """Bytes of the temporaries one shaped layer allocates while it runs
+    (LayerDef.workspace_values)."""
+    shapes = [net.blobs[b].shape for b in layer.bottoms]
+    return BYTES_PER_VALUE * registry.get(layer.type).workspace_values(layer, shapes)
+
+
 def blobs_by_layer(file_layers):
     """{layer name: LayerBlobs} of a weights file's layers that have blobs; the first of a
     name wins, as in Caffe's Net::CopyTrainedLayersFrom."""
