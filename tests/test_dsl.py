@@ -357,6 +357,15 @@ BLOCK = 'block b(x, c) {\n    return x -> conv(c, k=1) as "b{c}"\n}\n'
     (NET % "y = data -> conv(5 / 2, k=3)", 3, 22, ["5 / 2 is not a whole number"]),
     (BLOCK + NET % 'y = data -> b(4) as "x"', 6, 17, ["block b names its own layers"]),
     (NET % "phase TRAIN {\n        phase TEST { }\n    }", 4, 15, ["phase TEST inside phase TRAIN"]),
+    # a misspelt Caffe type is unknown, with the near ones; not its parameters' fault
+    (NET % "y = data -> Convolutoin(num_output=8, kernel_size=3)", 3, 17,
+     ["unknown layer type 'Convolutoin'", "did you mean 'Convolution' (conv)"]),
+    (NET % "y = data -> Zorglub(num_output=8)", 3, 25,
+     ["unknown layer type 'Zorglub'", "'num_output'", "netdef.register_layer"]),
+    # a block that ends without `return` gives nothing, and says so where it is used
+    ("block nr(x) {\n    y = x -> relu\n}\n" + NET % "y = data -> nr -> pool(MAX, 2)", 6, 23,
+     ["nothing flows into this link: block nr, called at line 6, ended without `return`",
+      "end block nr (t.net:1) with `return`"]),
 ])
 def test_semantic_errors_are_located(src, line, col, words, error):
     e = error(src)

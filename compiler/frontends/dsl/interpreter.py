@@ -13,8 +13,9 @@ from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
 from compiler.frontends.dsl.values import (MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
-                                           describe, format_value, is_int, is_number, suggest)
+                                           Nothing, describe, format_value, is_int, is_number, suggest)
 from compiler.ir import Layer, ShapeExpectation
+from compiler.layers import registry
 from compiler.proto import caffe_pb2
 from grammar import SUM_OP
 from grammar.spelling import Spelling, short_names
@@ -225,13 +226,28 @@ class Interpreter:
     def e_var(self, node, scope, naming):
         name = str(node.children[0])
         found = self.lookup(name, scope)
+        if isinstance(found, Nothing):
+            raise self.error(node, "'%s' has no value: %s" % (name, found.why), found.hint)
         if found is not None:
             return found
         if name.isupper():
             return Enum(name)
         if name[0].isupper():
-            return Spelling(name)
+            return self.layer_type(node.children[0], name)
         raise self.undefined(node.children[0], name, scope)
+
+    def layer_type(self, tok, name):
+        """A type called by its Caffe name: a registered one, one that Caffe's schema has
+        parameters for (Python, ROIPooling), or another, which the shapes pass reports
+        unless a user registers it. A name that is none of these but close to a registered
+        type is a misspelling, reported here rather than as its parameters' error."""
+        spelling = Spelling(name)
+        if registry.get(name) is None and spelling.param_field is None:
+            close = registry.close_matches(name)
+            if close:
+                raise self.error(tok, "unknown layer type '%s'" % name, "did you mean %s?" % " or ".join(
+                    "'%s'%s" % (t, " (%s)" % Spelling(t).name if Spelling(t).known else "") for t in close))
+        return spelling
 
     def lookup(self, name, scope):
         for space in (scope, self.module.names, BUILTINS, self.ops):
@@ -375,7 +391,7 @@ class Interpreter:
             name = str(node.children[0])
             found = self.lookup(name, scope)
             if found is None and name[0].isupper():
-                return Spelling(name)    # LRN(...), PriorBox(...): any Caffe type
+                return self.layer_type(node.children[0], name)    # LRN(...), PriorBox(...): any Caffe type
             if found is None:
                 raise self.undefined(node.children[0], name, scope, called=True)
             return found
@@ -415,8 +431,8 @@ class Interpreter:
 
         value = self.eval(links[0], scope, naming_for(0, None))
         for i, (callee, as_tok, args, link) in enumerate(calls, 1):
-            if value is None:
-                raise self.error(link, "nothing flows into this link: the layer before has no top")
+            if isinstance(value, Nothing):
+                raise self.error(link, "nothing flows into this link: %s" % value.why, value.hint)
             pos, kw = self.eval_args(args, scope)
             incoming = _Positional(value if isinstance(value, tuple) else [value])
             incoming.nodes = [link] * len(incoming)
@@ -508,7 +524,9 @@ class Interpreter:
                 self.stack.pop()
         finally:
             self.module = outer
-        return None
+        return Nothing("block %s, called at line %s, ended without `return`" % (block.name, syntax.token_pos(node)[0]),
+                       "end block %s (%s:%s) with `return` and the blob it makes" % (
+                           block.name, block.module.file, syntax.token_pos(block.node)[0]))
 
     def make_layer(self, op, pos, kw, naming, node):
         if self.net is None:
@@ -520,7 +538,8 @@ class Interpreter:
         self.add_layer(param, node)
         naming.used = True
         if not param.top:
-            return None
+            return Nothing("the %s layer '%s' (line %s) has no top" % (param.type, param.name, syntax.token_pos(node)[0]),
+                           "give it one with top=\"name\"")
         return BlobRef(param.top[0]) if len(param.top) == 1 else tuple(BlobRef(t) for t in param.top)
 
     def add_layer(self, param, node):

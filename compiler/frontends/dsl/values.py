@@ -25,6 +25,19 @@ class _Unset:
 UNSET = _Unset()
 
 
+class Nothing:
+    """What a block that ends without `return` gives, or a layer without tops (Silence):
+    a variable may hold it, and using it is an error that says where it came from
+    (`why`), not that the variable is undefined."""
+    __slots__ = ("why", "hint")
+
+    def __init__(self, why, hint=None):
+        self.why, self.hint = why, hint
+
+    def __repr__(self):
+        return "Nothing(%r)" % self.why
+
+
 class Enum(str):
     """A bare upper-case name (MAX, TRAIN, ACROSS_CHANNELS): an enum value, checked
     against the field it is given to."""
@@ -96,6 +109,8 @@ def describe(v):
         return "true" if v else "false"
     if v is UNSET:
         return "none"
+    if isinstance(v, Nothing):
+        return "nothing (%s)" % v.why
     if isinstance(v, Enum):
         return "the name %s" % v
     if isinstance(v, BlobRef):
