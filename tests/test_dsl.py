@@ -271,6 +271,40 @@ def test_imports_and_several_nets(tmp_path):
         dsl.load_dsl(tmp_path / "main.net", net="A")
 
 
+def test_imports_outside_the_project_are_refused_unread(tmp_path, monkeypatch):
+    """A net file may import the files under its folder; others (absolute paths, ../, a
+    symlink leading out) only from folders listed in $NETDEF_IMPORT_PATH. A refused file
+    is never read, so its content cannot appear in an error."""
+    monkeypatch.delenv("NETDEF_IMPORT_PATH", raising=False)
+    outside, project = tmp_path / "outside", tmp_path / "project"
+    outside.mkdir()
+    project.mkdir()
+    (outside / "secret.net").write_text("the secret: hunter2\n")
+    (project / "link.net").symlink_to(outside / "secret.net")
+    net = 'import "%s"\nnet N {\n    input data: 3x8x8\n}\n'
+    for target in (str(outside / "secret.net"), "../outside/secret.net", "link.net"):
+        (project / "main.net").write_text(net % target)
+        with pytest.raises(NetdefError) as e:
+            dsl.load_dsl(project / "main.net")
+        assert (e.value.line, e.value.col) == (1, 8)
+        assert "outside the project" in e.value.message and "NETDEF_IMPORT_PATH" in e.value.hint
+        assert "hunter2" not in str(e.value)
+    monkeypatch.setenv("NETDEF_IMPORT_PATH", str(outside))
+    with pytest.raises(NetdefError, match="syntax error") as e:     # read, as the user allowed
+        dsl.load_dsl(project / "main.net")
+    assert e.value.file == str(project / "link.net")
+
+
+def test_an_error_in_an_imported_block_names_the_call_site_and_its_file(tmp_path):
+    (tmp_path / "blocks.net").write_text("block bad(x) {\n    return x -> conv(4, k=3, bogus=1)\n}\n")
+    (tmp_path / "main.net").write_text('import "blocks.net"\nnet N {\n    input data: 3x8x8\n'
+                                       '    for i in [1, 2] {\n        y = bad(data)\n    }\n}\n')
+    with pytest.raises(NetdefError) as e:
+        dsl.load_dsl(tmp_path / "main.net")
+    assert (e.value.file, e.value.line) == (str(tmp_path / "blocks.net"), 2)
+    assert e.value.message.startswith("in block 'bad' called from %s:5 (i = 1): " % (tmp_path / "main.net"))
+
+
 def test_comments_blank_lines_and_broken_lines():
     text = '''# a comment
 net N {   # another

@@ -14,6 +14,7 @@ from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
 from compiler.frontends.dsl.values import (MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
                                            Nothing, describe, format_value, is_int, is_number, suggest)
+from compiler.errors import NetdefError
 from compiler.ir import Layer, ShapeExpectation
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
@@ -37,6 +38,9 @@ class Interpreter:
         self.stack = []         # blocks being called, for the recursion check
         self.writers = {}       # blob name -> the layer (compiler.ir.Layer) that last wrote it
         self.iterations = 0     # loop iterations so far, against MAX_ITERATIONS
+        # The loops running in the block (or net) being run: [(name, value)] of each, for
+        # the call sites that errors inside a block name.
+        self.loops = []
         # The layers called by short names, as the registry has them when the build starts.
         self.ops = short_names()
 
@@ -82,7 +86,11 @@ class Interpreter:
                     scope[str(n)] = v
             else:
                 raise self.error(node, "cannot unpack %s into %d names" % (describe(item), len(names)))
-            self.run_body(body, scope)
+            self.loops.append([(str(n), scope[str(n)]) for n in names])
+            try:
+                self.run_body(body, scope)
+            finally:
+                self.loops.pop()
 
     def s_if_stmt(self, node, scope):
         cond, body, *rest = node.children
@@ -509,8 +517,9 @@ class Interpreter:
         missing = [p for p, default in block.params if p not in values and default is None]
         if missing:
             raise self.error(node, "block %s needs argument '%s'" % (block.name, missing[0]), block.signature())
-        outer = self.module
-        self.module = block.module
+        outer, outer_loops = self.module, self.loops
+        site = self.call_site(block, node)
+        self.module, self.loops = block.module, []
         try:
             for p, default in block.params:
                 if p not in values:
@@ -522,11 +531,21 @@ class Interpreter:
                 return r.value
             finally:
                 self.stack.pop()
+        except NetdefError as e:
+            raise _called_from(e, site) from None
         finally:
-            self.module = outer
+            self.module, self.loops = outer, outer_loops
         return Nothing("block %s, called at line %s, ended without `return`" % (block.name, syntax.token_pos(node)[0]),
                        "end block %s (%s:%s) with `return` and the blob it makes" % (
                            block.name, block.module.file, syntax.token_pos(block.node)[0]))
+
+    def call_site(self, block, node):
+        """"in block 'b' called from line 87 (i = 3)": where a block is called, with the
+        loop variables there, as a traceback of the user's file shows it."""
+        line = syntax.token_pos(node)[0]
+        where = "line %s" % line if self.module.file == block.module.file else "%s:%s" % (self.module.file, line)
+        loops = ", ".join("%s = %s" % (name, _short(value)) for loop in self.loops for name, value in loop)
+        return "in block '%s' called from %s%s" % (block.name, where, " (%s)" % loops if loops else "")
 
     def make_layer(self, op, pos, kw, naming, node):
         if self.net is None:
@@ -558,6 +577,23 @@ class Interpreter:
         self.net.layers.append(layer)
         for t in param.top:
             self.writers[t] = layer
+
+
+def _called_from(e, site):
+    """An error raised inside a block, its message now led by the block's call sites,
+    innermost first: "in block 'unit' called from line 12, in block 'stage' called from
+    line 30 (i = 2): ..."."""
+    if not hasattr(e, "call_sites"):
+        e.call_sites, e.message_in_block = [], e.message
+    e.call_sites.append(site)
+    e.message = "%s: %s" % (", ".join(e.call_sites), e.message_in_block)
+    return e
+
+
+def _short(value):
+    """A loop variable's value as a call site shows it: short."""
+    text = format_value(value) if isinstance(value, (str, int, float, BlobRef)) else describe(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class _Positional(list):
