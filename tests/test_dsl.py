@@ -421,6 +421,14 @@ def test_what_the_passes_check_reads_as_for_any_source(error):
     (NET % ("y = " + "[" * 3000 + "1" + "]" * 3000), "nests too deeply"),
     (NET % "for i in range(1000) {\n        for j in range(1000) { }\n    }", "over 100000 loop iterations"),
     (NET % "y = [1] * 1000000000", "a list of 1000000000 values is too long"),
+    # values that would grow without bound (hours, or all memory, to compute)
+    (NET % 's = "ab"\n    for i in range(34) {\n        s = s + s\n    }', "a string of 131072 characters is too long"),
+    (NET % 's = "ab"\n    for i in range(34) {\n        s = "{s}{s}"\n    }', "a string of 131072 characters"),
+    (NET % "x = 3\n    for i in range(40) {\n        x = x * x\n    }", "an integer of 102 bits is out of range"),
+    # integers Python could not print (over 4300 digits) or turn into a float
+    (NET % ("x = " + "9" * 5000), "an integer of 5000 digits is out of range"),
+    (NET % ("x = " + "9" * 400 + " * 1.5"), "an integer of 400 digits"),
+    (NET % ("input more: 3x%sx8" % ("9" * 5000)), "an integer of 5000 digits"),
 ])
 def test_absurd_sources_are_refused(src, words, error):
     assert words in str(error(src))

@@ -7,20 +7,23 @@ blocks and builtins (builtins.py), and each layer call appends one LayerParamete
 the include rule; `expect` records a shape assertion that the compiler checks after
 shape inference (compiler/passes/expectations.py).
 """
+import operator
+
 from lark import Token, Tree
 
+from compiler.errors import NetdefError
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
-from compiler.frontends.dsl.values import (MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
-                                           Nothing, describe, format_value, is_int, is_number, suggest)
-from compiler.errors import NetdefError
+from compiler.frontends.dsl.values import (MAX_INT, MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
+                                           Nothing, bounded, describe, format_value, is_int, is_number, suggest)
 from compiler.ir import Layer, ShapeExpectation
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
 from grammar import SUM_OP
 from grammar.spelling import Spelling, short_names
 
+_ARITH = {"sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv, "mod": operator.mod}
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
 MAX_DIM = 1 << 63
 
@@ -180,14 +183,30 @@ class Interpreter:
             raise self.error(node, "a condition is true or false, got %s" % describe(v))
         return v
 
+    def bounded(self, node, value):
+        """value, or a located error if it is past the language's bounds (values.bounded)."""
+        try:
+            return bounded(value)
+        except Complaint as e:
+            raise self.error(node, e.message, e.hint) from None
+
+    def number(self, tok):
+        """An integer literal; one too long to be a value is refused before Python converts
+        it (which is quadratic in its digits, and refused past 4300 of them)."""
+        if len(tok) > len(str(MAX_INT)):
+            raise self.error(tok, "an integer of %d digits is out of range" % len(tok),
+                             "the language's integers are within +-2^64, as protobuf's fields are")
+        return self.bounded(tok, int(tok))
+
     def e_int(self, node, scope, naming):
-        return int(node.children[0])
+        return self.number(node.children[0])
 
     def e_float(self, node, scope, naming):
         return float(node.children[0])
 
     def e_shape(self, node, scope, naming):
-        return [int(d) for d in node.children[0].split("x")]
+        tok = node.children[0]
+        return [self.number(Token("INT", d, line=tok.line, column=tok.column)) for d in tok.split("x")]
 
     def e_true(self, node, scope, naming):
         return True
@@ -212,7 +231,7 @@ class Interpreter:
                     out.append(format_value(self.eval(part, scope)))
                 except Complaint as e:
                     raise self.error(part, e.message) from None
-        return "".join(out)
+        return self.bounded(node, "".join(out))
 
     def e_list(self, node, scope, naming):
         return [self.eval(c, scope) for c in node.children]
@@ -315,9 +334,9 @@ class Interpreter:
         if all(isinstance(v, BlobRef) for v in values):
             return self.make_layer(self.ops[SUM_OP], values, {}, naming or Naming(), node)
         if all(is_number(v) for v in values):
-            return sum(values)
+            return self.bounded(node, sum(values))
         if all(isinstance(v, str) and not isinstance(v, Enum) for v in values):
-            return "".join(values)
+            return self.bounded(node, "".join(values))
         raise self.error(node, "cannot add %s" % " and ".join(describe(v) for v in values),
                          "+ adds numbers, joins strings, or sums blobs (Eltwise)")
 
@@ -333,20 +352,12 @@ class Interpreter:
                     {"sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%"}[op], describe(a), describe(b)))
             if op in ("div", "floordiv", "mod") and b == 0:
                 raise self.error(node, "division by zero")
-            if op == "sub":
-                return a - b
-            if op == "mul":
-                return a * b
-            if op == "floordiv":
-                return a // b
-            if op == "mod":
-                return a % b
-            if is_int(a) and is_int(b):
+            if op == "div" and is_int(a) and is_int(b) and a % b:
                 # Channels and sizes are integers: 256 / 3 is a mistake, not 85.33.
-                if a % b:
-                    raise self.error(node, "%d / %d is not a whole number" % (a, b), "use // to round down")
-                return a // b
-            return a / b
+                raise self.error(node, "%d / %d is not a whole number" % (a, b), "use // to round down")
+            if op == "div":
+                return a // b if is_int(a) and is_int(b) else a / b
+            return self.bounded(node, _ARITH[op](a, b))
         return run
 
     e_sub, e_mul, e_div = _arith("sub"), _arith("mul"), _arith("div")

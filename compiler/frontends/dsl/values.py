@@ -12,6 +12,12 @@ from grammar.spelling import Spelling
 # Loops and lists longer than this are mistakes (a net of a million layers), not nets;
 # it bounds the loop iterations of one whole build too, nested loops included.
 MAX_ITERATIONS = 100000
+# Values are bounded as loops are, so that a few lines cannot build one that takes hours
+# or all memory to compute (a string doubled 34 times, an integer squared 40 times) or
+# that Python cannot print or turn into a float. Every protobuf integer field fits in
+# +-2^64; names and param_str fit in 64 Ki characters.
+MAX_INT = 1 << 64
+MAX_STRING = 1 << 16
 
 
 class _Unset:
@@ -82,6 +88,16 @@ class Complaint(Exception):
     def __init__(self, message, hint=None, node=None):
         super().__init__(message)
         self.message, self.hint, self.node = message, hint, node
+
+
+def bounded(v):
+    """v, if within the language's bounds; else a Complaint saying which is passed."""
+    if is_int(v) and not -MAX_INT <= v <= MAX_INT:
+        raise Complaint("an integer of %d bits is out of range" % v.bit_length(),
+                        "the language's integers are within +-2^64, as protobuf's fields are")
+    if isinstance(v, str) and len(v) > MAX_STRING:
+        raise Complaint("a string of %d characters is too long (at most %d)" % (len(v), MAX_STRING))
+    return v
 
 
 def is_int(x):
