@@ -88,7 +88,8 @@ def parse_text(text, file, message):
             # protobuf stops where the open block makes the text wrong (the next `layer`
             # read as one of its fields), not at the block.
             raise NetdefError(file, opened.line, None, "syntax error: %s is not closed" % brackets.describe(opened),
-                              "protobuf stopped at line %s: %s" % (line, msg) if line else None, col=opened.col) from None
+                              "protobuf stopped at line %s: %s" % (line, msg) if line else None,
+                              col=opened.col) from None
         if hint is None and source.strip():
             hint = "in: " + _excerpt(source, col)
         raise NetdefError(file, line, None, "syntax error: " + msg, hint, col=col) from None

@@ -15,8 +15,9 @@ from compiler.errors import NetdefError
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
-from compiler.frontends.dsl.values import (MAX_INT, MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
-                                           Nothing, bounded, describe, format_value, is_int, is_number, suggest)
+from compiler.frontends.dsl.values import (INT_RANGE_HINT, MAX_INT, MAX_ITERATIONS, UNSET, BlockDef, BlobRef,
+                                           Complaint, Enum, Message, Nothing, bounded, describe, format_value,
+                                           is_int, is_number, suggest)
 from compiler.ir import Layer, ShapeExpectation
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
@@ -24,6 +25,7 @@ from grammar import SUM_OP
 from grammar.spelling import Spelling, short_names
 
 _ARITH = {"sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv, "mod": operator.mod}
+
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
 MAX_DIM = 1 << 63
 
@@ -194,8 +196,7 @@ class Interpreter:
         """An integer literal; one too long to be a value is refused before Python converts
         it (which is quadratic in its digits, and refused past 4300 of them)."""
         if len(tok) > len(str(MAX_INT)):
-            raise self.error(tok, "an integer of %d digits is out of range" % len(tok),
-                             "the language's integers are within +-2^64, as protobuf's fields are")
+            raise self.error(tok, "an integer of %d digits is out of range" % len(tok), INT_RANGE_HINT)
         return self.bounded(tok, int(tok))
 
     def e_int(self, node, scope, naming):
@@ -568,7 +569,8 @@ class Interpreter:
         self.add_layer(param, node)
         naming.used = True
         if not param.top:
-            return Nothing("the %s layer '%s' (line %s) has no top" % (param.type, param.name, syntax.token_pos(node)[0]),
+            return Nothing("the %s layer '%s' (line %s) has no top"
+                           % (param.type, param.name, syntax.token_pos(node)[0]),
                            "give it one with top=\"name\"")
         return BlobRef(param.top[0]) if len(param.top) == 1 else tuple(BlobRef(t) for t in param.top)
 

@@ -18,6 +18,7 @@ MAX_ITERATIONS = 100000
 # +-2^64; names and param_str fit in 64 Ki characters.
 MAX_INT = 1 << 64
 MAX_STRING = 1 << 16
+INT_RANGE_HINT = "the language's integers are within +-2^64, as protobuf's fields are"
 
 
 class _Unset:
@@ -93,8 +94,7 @@ class Complaint(Exception):
 def bounded(v):
     """v, if within the language's bounds; else a Complaint saying which is passed."""
     if is_int(v) and not -MAX_INT <= v <= MAX_INT:
-        raise Complaint("an integer of %d bits is out of range" % v.bit_length(),
-                        "the language's integers are within +-2^64, as protobuf's fields are")
+        raise Complaint("an integer of %d bits is out of range" % v.bit_length(), INT_RANGE_HINT)
     if isinstance(v, str) and len(v) > MAX_STRING:
         raise Complaint("a string of %d characters is too long (at most %d)" % (len(v), MAX_STRING))
     return v
