@@ -2,10 +2,16 @@
 
 Built-in layers are listed in compiler/layers/__init__.py. A user adds a layer type
 (a custom layer, a Python layer, a fork's layer) with `register(MyLayerDef())`.
+
+A data layer's top shapes come from its source (the first image, record or HDF5 row after
+the transform), which the compiler does not read: the package that reads sources (netdef's
+data package) registers `fn(layer, net_file) -> [top shapes] or None` per type with
+`register_source_shapes`, and the shapes pass asks it before the type's own shape rule.
 """
 import difflib
 
 _REGISTRY = {}
+_SOURCE_SHAPES = {}
 
 
 def register(defn, replace=False):
@@ -38,3 +44,15 @@ def close_matches(type_name):
 
 def _load_builtins():
     import compiler.layers  # noqa: F401  (registers the built-in layers on import)
+
+
+def register_source_shapes(type_name, fn):
+    """fn(layer, net_file) -> the top shapes read from the layer's source, or None when the
+    source is absent (the type's shape rule then applies); it raises ShapeError when the
+    source is there but unusable."""
+    _SOURCE_SHAPES[type_name] = fn
+
+
+def source_shapes(layer, net_file):
+    fn = _SOURCE_SHAPES.get(layer.type)
+    return fn(layer, net_file) if fn is not None else None

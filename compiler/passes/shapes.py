@@ -4,7 +4,9 @@ Each layer's rule lives in its LayerDef. This pass feeds it the bottoms' shapes,
 the tops' shapes on the blobs, and turns every failure into a located NetdefError. It
 goes on past a failing layer (skipping only what depends on it) so that one run reports
 every problem. `input_shapes` ({blob name: shape}) overrides what the net declares, as
-Caffe's Net::Reshape does when the inputs change size.
+Caffe's Net::Reshape does when the inputs change size. A data layer's tops take the shapes
+its source gives (registry.source_shapes, registered by the data package) before its
+type's own rule.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
@@ -59,7 +61,10 @@ def infer_shapes(net, input_shapes=None):
             if not layer.bottoms and all(g is not None for g in given):
                 out = [tuple(int(d) for d in g) for g in given]
             else:
-                out = [tuple(int(d) for d in s) for s in defn.shape(layer, shapes)]
+                declared = registry.source_shapes(layer, net.file) if not layer.bottoms else None
+                if declared is None:
+                    declared = defn.shape(layer, shapes)
+                out = [tuple(int(d) for d in s) for s in declared]
                 out = [tuple(g) if g is not None else s for g, s in zip(given, out)]
             for t, s in zip(layer.tops, out):
                 check_dims(s, "top '%s'" % net.blobs[t].name)
