@@ -1,21 +1,29 @@
-"""netdef run NET --weights W --input in.npz --output out.npz [--blobs all|outputs]
+"""netdef run NET [--weights W] [--input in.npz] --output out.npz [--blobs all|outputs]
+               [--iterations N] [--seed S]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
-reshaped to them, as Caffe's Net::Reshape does."""
+reshaped to them, as Caffe's Net::Reshape does. Data layers (ImageData, Data, HDF5Data)
+read their sources (netdef/data), so a net whose inputs are all data layers needs no
+--input. With --iterations N the net runs N forward passes, the data layers moving on by
+one batch each, and the output holds every blob after pass k as `iter{k}/{blob}`; --seed
+sets the data randomness (shuffle, TRAIN crops and mirrors), a fixed default otherwise."""
 from compiler.errors import NetdefError
 from netdef.commands import add_net_arguments, parse_net, write_atomic
 
 
 def add_parser(sub):
-    p = sub.add_parser("run", help="run a forward pass on arrays from an .npz file")
+    p = sub.add_parser("run", help="run forward passes on arrays from an .npz file and/or the net's data layers")
     add_net_arguments(p)
     p.add_argument("--weights", help=".caffemodel (or .netdef)")
     p.add_argument("--no-strict", action="store_true")
-    p.add_argument("--input", required=True, help=".npz with one array per input blob")
+    p.add_argument("--input", help=".npz with one array per input blob that no data layer reads")
     p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
     p.add_argument("--fast", action="store_true",
                    help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
+    p.add_argument("--iterations", type=int, metavar="N",
+                   help="run N forward passes; keys become iter{k}/{blob} (k = 1..N)")
+    p.add_argument("--seed", type=int, help="seed of the data layers' randomness (default: fixed)")
     return p
 
 
@@ -23,22 +31,36 @@ def run(args):
     import numpy as np
     import torch
     import netdef
-    try:
-        with np.load(args.input, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    from netdef.data.feed import DEFAULT_SEED, NetData
+    arrays = {}
+    if args.input:
+        try:
+            with np.load(args.input, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    if args.iterations is not None and args.iterations < 1:
+        raise NetdefError(None, None, None, "--iterations must be at least 1, got %d" % args.iterations)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    torch.manual_seed(seed)                  # Dropout in TRAIN
+    data = NetData(net, seed)
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
                             strict=not args.no_strict, fast=args.fast)
-    missing = [n for n in gm.input_names if n not in arrays]
+    missing = [n for n in gm.input_names if n not in arrays and n not in data.blob_names]
     if missing:
-        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
-                          % (", ".join(missing), ", ".join(arrays) or "none"))
-    with torch.no_grad():
-        out = gm(**{n: torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32))
-                    for n in gm.input_names})
-    result = {k: v.detach().cpu().numpy() for k, v in out.items()}
+        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (%s)" % (
+            ", ".join(missing), "the file has %s" % (", ".join(arrays) or "none") if args.input
+            else "give them with --input arrays.npz"))
+    result = {}
+    batches = data.batches()
+    for k in range(1, (args.iterations or 1) + 1):
+        feed = dict(arrays, **next(batches))
+        with torch.no_grad():
+            out = gm(**{n: torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32))
+                        for n in gm.input_names})
+        prefix = "iter%d/" % k if args.iterations else ""
+        result.update({prefix + name: v.detach().cpu().numpy() for name, v in out.items()})
     write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
     print("wrote %d blobs to %s" % (len(result), args.output))
     return 0

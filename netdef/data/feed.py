@@ -1,0 +1,86 @@
+"""Batches for all data layers of a net: what `netdef run --iterations` and training feed
+the module's data inputs, pass after pass.
+
+`NetData(net, seed).batch(k)` is pass k's {blob name: array} of every data layer, made
+the same way in any process. `batches(start)` yields them from pass `start` on; with
+`workers` > 0 a torch DataLoader makes them in worker processes ahead of the model, at
+most `prefetch` batches per worker in flight (a bounded queue: memory stays flat however
+slow the model is). Under DDP, rank r of w reads global batches r, r+w, r+2w, ...: each
+rank its own shard of the walk, none read twice. `wait_seconds` adds up the time the
+consumer spent blocked on data, for the training log's data-wait share.
+"""
+import itertools
+import time
+
+from compiler.errors import NetdefError
+from netdef.data.sources import SOURCES, make_source
+
+DEFAULT_SEED = 1701
+
+
+def _located(layer, call, *args):
+    """Run call(*args); a NetdefError without a file gets the layer's file and line."""
+    try:
+        return call(*args)
+    except NetdefError as e:
+        if e.file is None:
+            e.file, e.line = layer.file, layer.line
+        if e.layer is None:
+            e.layer = layer.name
+        raise
+
+
+class NetData:
+    def __init__(self, net, seed=DEFAULT_SEED, workers=0, prefetch=2, rank=0, world=1):
+        self.layers = [layer for layer in net.layers if layer.type in SOURCES]
+        self.sources = [_located(layer, make_source, layer.param, net.phase) for layer in self.layers]
+        self.seed, self.workers, self.prefetch = seed, workers, prefetch
+        self.rank, self.world = rank, world
+        self.wait_seconds = 0.0
+
+    @property
+    def blob_names(self):
+        return [top for source in self.sources for top in source.tops]
+
+    def batch(self, k):
+        """Pass k's arrays (k from 0) for this rank: {blob name: numpy array}."""
+        out = {}
+        for layer, source in zip(self.layers, self.sources):
+            out.update(_located(layer, source.batch, k * self.world + self.rank, self.seed))
+        return out
+
+    def batches(self, start=0):
+        """Endless iterator of passes start, start+1, ... as {blob name: numpy array or
+        tensor}; time spent waiting on it is added to wait_seconds."""
+        it = self._loader(start) if self.workers > 0 else map(self.batch, itertools.count(start))
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it)
+            self.wait_seconds += time.perf_counter() - t0
+            if _ERROR in batch:
+                raise NetdefError(**batch[_ERROR])
+            yield batch
+
+    def _loader(self, start):
+        from torch.utils.data import DataLoader
+        loader = DataLoader(_Passes(self), batch_size=None, sampler=itertools.count(start),
+                            num_workers=self.workers, prefetch_factor=self.prefetch,
+                            persistent_workers=True)
+        return iter(loader)
+
+
+_ERROR = "__netdef_error__"
+
+
+class _Passes:
+    """Map-style dataset over pass numbers. A worker's error comes back as a value: the
+    DataLoader would rebuild a NetdefError from its message alone, losing its location."""
+
+    def __init__(self, feed):
+        self.feed = feed
+
+    def __getitem__(self, k):
+        try:
+            return self.feed.batch(k)
+        except NetdefError as e:
+            return {_ERROR: e.to_dict()}
