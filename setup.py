@@ -1,5 +1,9 @@
 from setuptools import find_packages, setup
 
+# Caffe's data layers: OpenCV decodes and resizes images as Caffe does, lmdb reads Datum
+# databases, h5py reads HDF5Data sources (netdef/data).
+DATA = ["opencv-python-headless>=4.5,<5", "lmdb", "h5py"]
+
 setup(
     name="netdef",
     version="0.1.0",
@@ -11,6 +15,6 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript"] + DATA, "data": DATA},
     entry_points={"console_scripts": ["netdef=netdef.cli:main"]},
 )
