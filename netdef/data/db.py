@@ -52,10 +52,22 @@ class _DbReader:
         return dict(self.__dict__, _handle=None, _pid=None)
 
 
+# Open LMDB environments by (process, real path): the lmdb package refuses to open one
+# environment twice in a process, and every reader of it (the shapes hook, each data layer)
+# can share one handle.
+_ENVS = {}
+
+
 class LmdbReader(_DbReader):
     kind = "LMDB"
 
     def _connect(self):
+        key = (os.getpid(), os.path.realpath(self.path))
+        if key not in _ENVS:
+            _ENVS[key] = self._open_env()
+        return _ENVS[key]
+
+    def _open_env(self):
         lmdb = optional("lmdb", "lmdb", "reading an LMDB")
         try:
             return lmdb.open(self.path, readonly=True, lock=False, readahead=False,

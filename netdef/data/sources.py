@@ -196,8 +196,8 @@ class HDF5Source(Source):
     def _dataset(self, path, top):
         f = self._file(path)
         if top not in f:
-            raise NetdefError(path, None, self.name, "the HDF5 file has no dataset '%s' for top '%s' "
-                              "(it has %s)" % (top, top, ", ".join(sorted(f.keys())) or "none"),
+            raise NetdefError(path, None, self.name, "HDF5 file '%s' has no dataset '%s' for top "
+                              "'%s' (it has %s)" % (path, top, top, ", ".join(sorted(f.keys())) or "none"),
                               "HDF5Data reads each top from the dataset of the same name")
         return f[top]
 
@@ -220,8 +220,6 @@ class HDF5Source(Source):
 
 
 SOURCES = {cls.type: cls for cls in (ImageListSource, DatumSource, HDF5Source)}
-_SOURCE_FIELD = {"ImageData": ("image_data_param", "source"), "Data": ("data_param", "source"),
-                 "HDF5Data": ("hdf5_data_param", "source")}
 
 
 def make_source(param, phase):
@@ -232,22 +230,19 @@ def make_source(param, phase):
     return source
 
 
-def source_present(param):
-    field, attr = _SOURCE_FIELD[param.type]
-    path = getattr(getattr(param, field), attr)
-    return bool(path) and os.path.exists(path)
-
-
 def _source_shapes(layer, net_file):
-    """The shapes hook: a data layer's top shapes from its source, or None when the source
-    is not there (the layer's own rule, or --input-shape, then applies)."""
-    if not source_present(layer.param):
-        return None
+    """The shapes hook: a data layer's top shapes from its source (the first item, after the
+    transform). Shapes given on the command line take precedence and skip this."""
     try:
         return make_source(layer.param, "TEST").top_shapes()
     except NetdefError as e:
-        where = e.location() + ": " if e.file else ""
-        raise ShapeError(where + e.message, e.hint) from None
+        where = e.location() + ": " if e.line is not None else ""
+        hint = e.hint
+        if "does not exist" in e.message:
+            hint = ("run from the folder its paths are relative to (as Caffe, netdef resolves them "
+                    "against the working directory, here %s), or give the shapes of its tops, e.g. "
+                    "--input-shape %s=N,C,H,W" % (os.getcwd(), layer.param.top[0]))
+        raise ShapeError(where + e.message, hint) from None
 
 
 def register():
