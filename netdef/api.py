@@ -101,7 +101,7 @@ def save(gm, path):
     its blobs as a .caffemodel. Loading it (netdef.load) parses both; nothing is unpickled."""
     net = gm.netdef_ir
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("net.prototxt", net_to_text(net))
+        z.writestr("net.prototxt", net_to_text(net, for_caffe=False))
         with z.open("weights.caffemodel", "w") as f:
             write_caffemodel(f, net, gm)
 

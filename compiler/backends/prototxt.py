@@ -2,14 +2,15 @@
 
 Each layer is emitted from the LayerParameter it was read from (so every field the user
 wrote survives), after the V1 upgrade; Input layers carry the shapes the net was shaped
-with.
+with. Files written for Caffe leave out netdef's own fields (transform_param's
+netdef_augment), which Caffe's parser would refuse; netdef's saved .netdef keeps them.
 """
 from google.protobuf import text_format
 
 from compiler.proto import caffe_pb2
 
 
-def net_to_proto(net):
+def net_to_proto(net, for_caffe=True):
     proto = caffe_pb2.NetParameter(name=net.name or "")
     for layer in net.layers:
         param = proto.layer.add()
@@ -19,8 +20,16 @@ def net_to_proto(net):
             param.input_param.Clear()
             for t in layer.tops:
                 param.input_param.shape.add().dim.extend(net.blobs[t].shape)
+    return strip_netdef_fields(proto) if for_caffe else proto
+
+
+def strip_netdef_fields(proto):
+    """Remove netdef's extensions of Caffe's schema from a NetParameter, in place."""
+    for param in proto.layer:
+        if param.HasField("transform_param"):
+            param.transform_param.ClearField("netdef_augment")
     return proto
 
 
-def net_to_text(net):
-    return text_format.MessageToString(net_to_proto(net))
+def net_to_text(net, for_caffe=True):
+    return text_format.MessageToString(net_to_proto(net, for_caffe))

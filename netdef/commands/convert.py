@@ -41,8 +41,9 @@ def convert(path, net=None):
 
 
 def net_to_prototxt(path, net=None):
+    from compiler.backends.prototxt import strip_netdef_fields
     from compiler.frontends import dsl
-    proto = dsl.load_proto(path, net)
+    proto = strip_netdef_fields(dsl.load_proto(path, net))
     return "# Generated from %s (net \"%s\") by netdef convert; edit that file, not this one.\n%s" % (
         Path(path).name, proto.name, text_format.MessageToString(proto))
 

@@ -1,6 +1,7 @@
 """netdef data convert-imageset ROOT LIST DB [--resize-height H --resize-width W --gray
                                            --shuffle --encoded --encode-type png|jpg]
 netdef data compute-mean DB -o mean.binaryproto
+netdef data pca-color (DB | LIST --root ROOT) -o pca.json
 
 Caffe's convert_imageset and compute_image_mean, writing what they write:
 
@@ -16,7 +17,12 @@ Caffe's convert_imageset and compute_image_mean, writing what they write:
   their own channel count), divided by the record count in float32, written as a BlobProto
   with legacy num/channels/height/width; it prints the per-channel means, as Caffe does.
 
-Both report progress on standard error every 1000 images.
+- pca-color (netdef's own): the eigenvalues and eigenvectors of the 3x3 covariance of all
+  pixel values (on the [0, 1] scale, channels in the images' B, G, R order) of an LMDB or
+  an image list, as JSON, computed once for the PCA colour augmentation
+  (transform_param { netdef_augment { pca_file: "pca.json" } }, netdef/data/augment.py).
+
+All three report progress on standard error every 1000 images.
 """
 import os
 import shutil
@@ -49,6 +55,11 @@ def add_parser(sub):
     m.add_argument("db", help="LMDB folder of Datum records")
     m.add_argument("-o", "--output", required=True, help="mean .binaryproto to write")
     m.set_defaults(tool_run=compute_mean)
+    c = tools.add_parser("pca-color", help="eigen-decomposition of the pixel colours, for PCA colour augmentation")
+    c.add_argument("source", help="LMDB folder, or a `path label` list file (with --root)")
+    c.add_argument("--root", default="", help="folder prepended to the list's paths")
+    c.add_argument("-o", "--output", required=True, help="JSON file to write")
+    c.set_defaults(tool_run=pca_color)
     return p
 
 
@@ -150,4 +161,39 @@ def compute_mean(args):
     write_atomic(args.output, lambda tmp: open(tmp, "wb").write(blob.SerializeToString()))
     for c in range(mean.shape[0]):
         print("mean_value channel [%d]: %s" % (c, float(mean[c].astype(np.float64).mean())))
+    return 0
+
+
+def _source_images(source, root):
+    """CxHxW arrays of every image of an LMDB folder or an image list, with progress."""
+    from netdef.data import codec
+    from netdef.data.db import LMDB, open_db
+    from netdef.data.lists import read_image_list
+    if os.path.isdir(source):
+        db = open_db(source, LMDB)
+        total = len(db)
+        read = (lambda i: codec.datum_array(db.datum(i)))
+    else:
+        items = read_image_list(source)
+        total = len(items)
+        read = (lambda i: codec.read_image(root + items[i][0]).transpose(2, 0, 1))
+    for index in range(total):
+        try:
+            yield read(index)
+        except codec.ImageError as e:
+            raise NetdefError(source, None if os.path.isdir(source) else items[index][2], None, str(e)) from None
+        _progress(index + 1, total)
+    _progress(total, final=True)
+
+
+def pca_color(args):
+    import json
+    from netdef.data.augment import pca_of
+    values, vectors = pca_of(_source_images(args.source, args.root))
+    doc = {"what": "eigen-decomposition of the pixel covariance (values on the [0, 1] scale) of %s"
+                   % args.source,
+           "channels": "image order (B, G, R for colour images)",
+           "eigenvalues": values.tolist(), "eigenvectors": vectors.tolist()}
+    write_atomic(args.output, lambda tmp: open(tmp, "w").write(json.dumps(doc, indent=1) + "\n"))
+    print("eigenvalues %s; wrote %s" % (", ".join("%.6g" % v for v in values), args.output))
     return 0

@@ -31,6 +31,7 @@ from compiler.errors import NetdefError
 from compiler.layers.base import ShapeError
 from compiler.layers import registry
 from netdef.data import codec
+from netdef.data.augment import Augmentations
 from netdef.data.lists import read_image_list, read_name_list
 from netdef.data.transformer import DataTransformer
 
@@ -95,7 +96,21 @@ def _shapes(shapes):
     return ", ".join("x".join(map(str, s)) or "a scalar" for s in shapes)
 
 
-class ImageListSource(Source):
+class ImageSource(Source):
+    """A source of images: Caffe's DataTransformer, then netdef's augmentations (TRAIN)."""
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.transform = DataTransformer(param.transform_param, phase, self.name)
+        self.augment = Augmentations(param.transform_param, phase, self.name)
+
+    def transformed(self, img, rng, what):
+        """CxHxW image -> the layer's float32 output for it."""
+        img = self.augment.crop_image(img, rng)
+        return self.augment.colour(self.transform(img, rng, what), rng)
+
+
+class ImageListSource(ImageSource):
     """ImageData: image files named by a list."""
     type = "ImageData"
 
@@ -109,7 +124,6 @@ class ImageListSource(Source):
             raise NetdefError(None, None, self.name, "new_height and new_width must be set together",
                               "set both (Caffe resizes only when both are set), or neither")
         self.items = read_image_list(self.list_file, self.name)
-        self.transform = DataTransformer(param.transform_param, phase, self.name)
 
     def __len__(self):
         return len(self.items)
@@ -124,11 +138,11 @@ class ImageListSource(Source):
             img = codec.read_image(self.root + path, self.new_height, self.new_width, self.is_color)
         except codec.ImageError as e:
             raise NetdefError(self.list_file, line, self.name, str(e), RELATIVE_HINT) from None
-        data = self.transform(img.transpose(2, 0, 1), rng, "image '%s'" % (self.root + path))
+        data = self.transformed(img.transpose(2, 0, 1), rng, "image '%s'" % (self.root + path))
         return (data, np.float32(label))[:len(self.tops)]
 
 
-class DatumSource(Source):
+class DatumSource(ImageSource):
     """Data: Datum records of an LMDB or LevelDB, in key order."""
     type = "Data"
 
@@ -138,7 +152,6 @@ class DatumSource(Source):
         self.path, self.batch_size, self.rand_skip = p.source, p.batch_size, p.rand_skip
         from netdef.data.db import open_db
         self.db = open_db(self.path, p.backend, self.name)
-        self.transform = DataTransformer(param.transform_param, phase, self.name)
 
     def __len__(self):
         return len(self.db)
@@ -152,7 +165,7 @@ class DatumSource(Source):
             img = codec.datum_array(datum, self.transform.force_color, self.transform.force_gray)
         except codec.ImageError as e:
             raise NetdefError(self.path, None, self.name, "%s: %s" % (self.describe(index), e)) from None
-        data = self.transform(img, rng, self.describe(index))
+        data = self.transformed(img, rng, self.describe(index))
         return (data, np.float32(datum.label))[:len(self.tops)]
 
 
