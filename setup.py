@@ -1,4 +1,8 @@
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', open("netdef/version.py").read()).group(1)
 
 # Caffe's data layers: OpenCV decodes and resizes images as Caffe does, lmdb reads Datum
 # databases, h5py reads HDF5Data sources (netdef/data).
@@ -6,7 +10,7 @@ DATA = ["opencv-python-headless>=4.5,<5", "lmdb", "h5py"]
 
 setup(
     name="netdef",
-    version="0.1.0",
+    version=VERSION,
     description="Caffe-compatible network compiler: prototxt, caffemodel and a DSL to PyTorch",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
@@ -15,6 +19,6 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript"] + DATA, "data": DATA},
-    entry_points={"console_scripts": ["netdef=netdef.cli:main"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools"] + DATA, "data": DATA},
+    entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

@@ -15,11 +15,11 @@ import re
 import torch.fx as fx
 import torch.nn as nn
 
+from compiler.backends.record import META_KEY, ModuleRecord
 from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.layers.normalization import BatchNorm, batch_norm_scale
 from compiler.layers.scale_bias import Scale
-from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
 
 
 def python_name(name, taken):
@@ -38,7 +38,8 @@ def python_name(name, taken):
 def build_module(net, outputs=None):
     """net: wired and shaped. outputs: Caffe blob names to return ("all" for every blob,
     None for the net's outputs). Returns a GraphModule whose forward takes the input blobs
-    (positionally or by name) and returns {blob name: tensor}."""
+    (positionally or by name) and returns {blob name: tensor}; its ModuleRecord
+    (compiler/backends/record.py) is in gm.meta["netdef"]."""
     if outputs is None:
         outputs = net.outputs
     elif outputs == "all":
@@ -68,7 +69,12 @@ def build_module(net, outputs=None):
         modname = python_name(layer.name, taken)
         module_names[modname] = layer.name
         _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
-        module = _in_place(layer, module, private_fresh_bottoms(net, layer, readers, returned))
+        private = private_fresh_bottoms(net, layer, readers, returned)
+        if private:
+            # A ReLU or a sum computed into a bottom that nobody else sees: one allocation
+            # and one pass over memory less. Autograd still works: neither the producer's
+            # backward nor anything else reads the overwritten values.
+            module = defn.lower_in_place(layer, module, private)
         root.add_module(modname, module)
         bn = _fusable_batch_norm(net, layer, readers, returned)
         if bn is not None:
@@ -85,9 +91,8 @@ def build_module(net, outputs=None):
         raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
     graph.output({name: env[net.latest[name]] for name in outputs})
     gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
-    gm.caffe_layer_names = module_names
-    gm.input_names = [net.blobs[t].name for t in net.inputs]
-    gm.output_names = list(outputs)
+    gm.meta[META_KEY] = ModuleRecord(net, module_names, [net.blobs[t].name for t in net.inputs],
+                                     list(outputs))
     return gm
 
 
@@ -129,23 +134,6 @@ def private_fresh_bottoms(net, layer, readers, returned):
                 and b not in returned:
             private.append(i)
     return private
-
-
-def _in_place(layer, module, private):
-    """Compute a ReLU or a two-bottom Eltwise SUM in a private bottom, as ReLU(inplace=True)
-    and `out += identity` do in hand-written models: one allocation and one pass over memory
-    less. Autograd still works: neither the producer's backward nor anything else reads
-    the overwritten values."""
-    if not private:
-        return module
-    if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
-        module.inplace = True
-    elif isinstance(module, CaffeEltwise) and module.operation == ELTWISE_SUM \
-            and module.coeff is None and len(layer.bottoms) == 2:
-        # Into the later bottom: the value just computed, still in cache, as `out +=
-        # identity` does (measured: fewer page faults per ResNet-50 forward, 70k -> 60k).
-        return InPlaceSum(private[-1])
-    return module
 
 
 def _share_params(layer, attrs, module, owners):

@@ -4,7 +4,7 @@ Parsing uses protobuf's text format with netdef's own schema, so unknown fields 
 wrong value types are refused with file:line:col. Layer line numbers, which protobuf does
 not keep, come from a light scan of the text for top-level `layer {` / `layers {` blocks.
 Legacy inputs (`input` + `input_dim` / `input_shape`) become Input layers and V1 layers
-are upgraded (passes/upgrade.py), as Caffe does on load.
+are upgraded (frontends/upgrade.py), as Caffe does on load.
 """
 import difflib
 import re
@@ -13,9 +13,10 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from compiler.errors import NetdefError
-from compiler.ir import Layer, Net
-from compiler.passes import upgrade
+from compiler.ir import Net
+from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 
 # Refuse files larger than this before parsing: a prototxt of a 1000-layer net is ~1 MB.
 MAX_PROTOTXT_BYTES = 64 << 20
@@ -159,55 +160,18 @@ def parse_net_text(text, file="<string>"):
     return net, _layer_lines(text)
 
 
-def load_net(path, phase="TEST", stages=(), level=0, text=None):
+def load_net(path, state=NetState(), text=None):
     """Read a prototxt file into an unwired Net (legacy inputs, V1 upgrade, phase filter)."""
     file = str(path)
     if text is None:
         text = read_text_file(path)
     proto, lines = parse_net_text(text, file)
-    return net_from_proto(proto, file, lines, phase, stages, level)
+    return net_from_proto(proto, file, lines, state)
 
 
-def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
-    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file, phase=phase)
+def net_from_proto(proto, file=None, lines=None, state=NetState()):
+    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file,
+              state=state)
     from compiler.passes.phase import filter_phase
-    filter_phase(net, phase, stages, level)
+    filter_phase(net, state)
     return net
-
-
-def upgrade_layers(proto, file=None, lines=None):
-    """A NetParameter's layers as Caffe has them after loading, every phase kept: legacy
-    inputs become an Input layer, V1 layers are upgraded, a V1/V2 mix is refused."""
-    lines = lines or {"layer": [], "layers": [], "input": []}
-    if proto.layer and proto.layers:
-        # Point at the first block of the rarer kind: the odd one out is usually the mistake.
-        kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
-        blocks = proto.layers if kind == "layers" else proto.layer
-        raise NetdefError(file, (lines[kind] or [None])[0], blocks[0].name or None,
-                          "the file mixes V2 `layer {}` and V1 `layers {}` blocks (this is the first of "
-                          "its %d %s block(s)); Caffe refuses it (\"Refusing to upgrade inconsistent "
-                          "NetParameter input\")" % (len(blocks), "V1" if kind == "layers" else "V2"),
-                          "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
-                          "`layers { type: CONVOLUTION }` (V1)")
-    if proto.layers:
-        layer_lines = _pad(lines["layers"], len(proto.layers))
-        params = [upgrade.v1_to_v2(v1, file, ln) for v1, ln in zip(proto.layers, layer_lines)]
-    else:
-        params = list(proto.layer)
-        layer_lines = _pad(lines["layer"], len(proto.layer))
-    input_line = (lines.get("input") or [None])[0]
-    try:
-        layers = upgrade.legacy_inputs(proto, file)
-    except NetdefError as e:
-        e.line = e.line or input_line
-        raise
-    for layer in layers:
-        layer.line = input_line
-    for p, ln in zip(params, layer_lines):
-        layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
-    return layers
-
-
-def _pad(seq, n):
-    seq = list(seq)
-    return seq + [None] * (n - len(seq))

@@ -31,23 +31,20 @@ def run(args):
     import numpy as np
     import torch
     import netdef
+    from compiler.passes.validate import memory_budget
     from netdef.data.feed import DEFAULT_SEED, NetData
-    arrays = {}
-    if args.input:
-        try:
-            with np.load(args.input, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    from netdef.npz import read_npz, write_npz
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError(None, None, None, "--iterations must be at least 1, got %d" % args.iterations)
+    arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input else {}
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     seed = DEFAULT_SEED if args.seed is None else args.seed
     torch.manual_seed(seed)                  # Dropout in TRAIN
     data = NetData(net, seed)
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
                             strict=not args.no_strict, fast=args.fast)
-    missing = [n for n in gm.input_names if n not in arrays and n not in data.blob_names]
+    input_names = netdef.record(gm).input_names
+    missing = [n for n in input_names if n not in arrays and n not in data.blob_names]
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (%s)" % (
             ", ".join(missing), "the file has %s" % (", ".join(arrays) or "none") if args.input
@@ -57,10 +54,11 @@ def run(args):
     for k in range(1, (args.iterations or 1) + 1):
         feed = dict(arrays, **next(batches))
         with torch.no_grad():
-            out = gm(**{n: torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32))
-                        for n in gm.input_names})
+            # Positionally: a blob name need not be a Python identifier ("input.1").
+            out = gm(*[torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32)) for n in input_names])
         prefix = "iter%d/" % k if args.iterations else ""
         result.update({prefix + name: v.detach().cpu().numpy() for name, v in out.items()})
-    write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
+    write_atomic(args.output, lambda tmp: write_npz(tmp, result),
+                 inputs=[args.net] + [f for f in (args.input, args.weights) if f])
     print("wrote %d blobs to %s" % (len(result), args.output))
     return 0
