@@ -278,3 +278,17 @@ def test_memory_data_takes_its_declared_shape_and_arrays_from_input(tmp_path):
     np.savez(tmp_path / "in.npz", data=np.ones((2, 1, 3, 3), np.float32), label=np.arange(2, dtype=np.float32))
     assert main(["run", str(net), "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "o.npz")]) == 0
     assert np.load(tmp_path / "o.npz")["label"].tolist() == [0, 1]
+
+
+def test_lmdb_workers_open_their_own_environment(tmp_path, monkeypatch):
+    """The shapes hook opened the LMDB in this process; forked workers must not reuse it."""
+    import netdef
+    from netdef.data.codec import image_datum
+    from netdef.data.feed import NetData
+    monkeypatch.chdir(tmp_path)
+    make_lmdb(tmp_path / "db", [image_datum(np.full((4, 4, 3), i, np.uint8), i) for i in range(5)])
+    net = netdef.parse(str(data_net(tmp_path / "n.prototxt", "db")))
+    inline, parallel = NetData(net).batches(), NetData(net, workers=2).batches()
+    for _ in range(3):
+        a, b = next(inline), next(parallel)
+        assert all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)

@@ -6,7 +6,8 @@ declares (and a batch_size label). Caffe's data layers (Data, ImageData, HDF5Dat
 their tops' shapes from their source: the data package reads the first record or image
 through the source-shapes hook (registry.register_source_shapes); shapes the user gives
 (--input-shape) take precedence, so a net whose source is elsewhere still compiles. A data
-layer without a reader (DummyData, AnnotatedData) needs the given shapes. WindowData and Python layers cannot run in netdef and are refused.
+layer without a reader (DummyData, AnnotatedData) needs the given shapes. WindowData and
+Python layers cannot run in netdef and are refused.
 """
 from compiler.layers.base import LayerDef, ShapeError
 

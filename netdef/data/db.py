@@ -54,14 +54,21 @@ class _DbReader:
 
 # Open LMDB environments by (process, real path): the lmdb package refuses to open one
 # environment twice in a process, and every reader of it (the shapes hook, each data layer)
-# can share one handle.
+# can share one handle. A forked child must not use its parent's: close_lmdb() runs before
+# DataLoader workers start, and each worker opens its own.
 _ENVS = {}
+
+
+def close_lmdb():
+    """Close this process's LMDB environments (they reopen on the next read)."""
+    for key in [k for k in _ENVS if k[0] == os.getpid()]:
+        _ENVS.pop(key).close()
 
 
 class LmdbReader(_DbReader):
     kind = "LMDB"
 
-    def _connect(self):
+    def _open(self):
         key = (os.getpid(), os.path.realpath(self.path))
         if key not in _ENVS:
             _ENVS[key] = self._open_env()

@@ -63,6 +63,8 @@ class NetData:
 
     def _loader(self, start):
         from torch.utils.data import DataLoader
+        from netdef.data.db import close_lmdb
+        close_lmdb()
         loader = DataLoader(_Passes(self), batch_size=None, sampler=itertools.count(start),
                             num_workers=self.workers, prefetch_factor=self.prefetch,
                             persistent_workers=True)
