@@ -292,3 +292,13 @@ def test_lmdb_workers_open_their_own_environment(tmp_path, monkeypatch):
     for _ in range(3):
         a, b = next(inline), next(parallel)
         assert all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+def test_solver_feed_continues_and_restarts_at_the_asked_pass(image_case):
+    import netdef
+    from netdef.data.feed import NetData
+    net = netdef.parse(str(image_data_net(image_case / "net.prototxt", batch=2)))
+    feed = NetData(net)
+    labels = [feed(j)["label"].tolist() for j in (0, 1, 2, 7)]
+    assert labels == [[0, 1], [2, 3], [4, 0], [4, 0]]
+    assert feed.next_pass(0)["label"].tolist() == [1, 2]

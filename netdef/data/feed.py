@@ -37,6 +37,7 @@ class NetData:
         self.seed, self.workers, self.prefetch = seed, workers, prefetch
         self.rank, self.world = rank, world
         self.wait_seconds = 0.0
+        self._stream, self._next = None, None
 
     @property
     def blob_names(self):
@@ -60,6 +61,20 @@ class NetData:
             if _ERROR in batch:
                 raise NetdefError(**batch[_ERROR])
             yield batch
+
+    def __call__(self, j):
+        """Pass j's arrays, as a solver asks for them (feed(j), j counting the forward passes
+        since iteration 0): consecutive passes come from one batches() stream, so workers
+        prefetch them; any other j (a resumed run) starts a new stream there."""
+        if j != self._next:
+            self._stream = self.batches(j)
+        self._next = j + 1
+        return next(self._stream)
+
+    def next_pass(self, _=None):
+        """The pass after the previous one, whatever number the caller gives: a test net's
+        data layer reads on where the previous test stopped, as in Caffe."""
+        return self(0 if self._next is None else self._next)
 
     def _loader(self, start):
         from torch.utils.data import DataLoader
