@@ -14,7 +14,8 @@ from common import RESNET50, RESNET152, ROOT, emit, interleaved, median
 
 import netdef
 from compiler.backends import torch_fx
-from compiler.frontends import dsl, dsl_parse
+from compiler.frontends import dsl
+from compiler.frontends.dsl import syntax
 from handwritten_resnet50 import ResNet50
 
 
@@ -30,8 +31,8 @@ def main():
 
     source = ROOT / "zoo_defs" / "resnet.net"
     text = source.read_text()
-    dsl_parse.parser()      # the grammar is compiled once per process
-    times = interleaved({"parse": lambda: dsl_parse.parse(text, str(source)),
+    syntax.parser()      # the grammar is compiled once per process
+    times = interleaved({"parse": lambda: syntax.parse(text, str(source)),
                          "build": lambda: dsl.load_spec(source, "ResNet-152", text)}, args.rounds)
     for key, what, target in [("parse", "parse resnet.net", 50.0),
                               ("build", "parse + build ResNet-152 from resnet.net", 100.0)]:

@@ -54,6 +54,18 @@ class LayerBlobs:
     legacy: list         # per blob: True if its shape came from num/channels/height/width
 
 
+@dataclass(eq=False)
+class ShapeExpectation:
+    """A shape the source asserts for a blob, batch axis left out (the netdef language's
+    `expect x: 256x28x28`), checked after shape inference (passes/expectations.py)."""
+    blob: str          # Caffe name
+    dims: tuple
+    layer: Layer       # the layer whose top is meant: the blob's last writer at the assertion
+    file: str = None
+    line: int = None
+    col: int = None
+
+
 class Net:
     def __init__(self, name, layers, file=None, state=NetState()):
         self.name = name
@@ -65,6 +77,7 @@ class Net:
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
+        self.expected_shapes = []        # ShapeExpectations the source declares
 
     @property
     def phase(self):

@@ -1,8 +1,8 @@
-"""The netdef language's definition, shared by its reader (compiler/frontends/dsl*.py) and
+"""The netdef language's definition, shared by its reader (compiler/frontends/dsl/) and
 its writer (compiler/backends/dsl_writer.py): the grammar (shipped as package data,
 setup.py: grammar/*.lark) and the names a .net file cannot use for its own variables.
 How the language calls each layer type is in the type's LayerDef (dsl_name,
-dsl_positional, dsl_abbreviations, in_place)."""
+dsl_positional, dsl_abbreviations, in_place), read through spelling.py."""
 import re
 from pathlib import Path
 

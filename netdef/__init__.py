@@ -7,11 +7,11 @@
 The pipeline lives in the `compiler` package (frontends -> IR -> passes -> backends);
 this package is the user's side of it: the API below and the `netdef` command.
 """
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers.base import LayerDef, ShapeError
 from netdef.version import __version__
 from netdef.api import compile_net, export, load, parse, record, register_layer, save
 import netdef.data  # noqa: F401,E402  (registers the data layers' source-shapes hooks)
 
-__all__ = ["__version__", "NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
+__all__ = ["__version__", "NetdefError", "NetdefErrors", "NetdefWarning", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]

@@ -156,3 +156,10 @@ def test_a_closed_pipe_or_a_full_device_ends_quietly(proto):
         with open("/dev/full", "w") as full:
             r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True)
         assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "No space left" in r.stderr
+
+
+def test_a_solver_file_given_as_a_net_says_so(tmp_path, capsys):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "lenet.prototxt"\nbase_lr: 0.01\nlr_policy: "inv"\nmax_iter: 100\n')
+    code, err = run_cli(["compile", solver], capsys)
+    assert code == 1 and "solver file" in err and "netdef train" in err

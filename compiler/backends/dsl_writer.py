@@ -14,30 +14,13 @@ import re
 import numpy as np
 
 from compiler.errors import NetdefError
-from compiler.layers import registry
 from compiler.proto import caffe_pb2, is_repeated
 from grammar import BUILTIN_FUNCTIONS, KEYWORDS, SUM_OP
+from grammar.spelling import Spelling
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LINE = 100      # chains longer than this are broken before each `->`
 _NET_FIELDS_DONE = {"name", "layer", "layers", "input", "input_dim", "input_shape"}
-
-
-class Spelling:
-    """How the language writes a layer type, as its LayerDef says; a type netdef has no
-    definition for is called by its type name, its parameters given as `xxx_param={...}`."""
-
-    def __init__(self, type_name, name=None):
-        defn = registry.get(type_name)
-        self.type = type_name
-        self.known = defn is not None and defn.dsl_name is not None
-        self.name = name or (defn.dsl_name if self.known else type_name)
-        self.positional = defn.dsl_positional if defn is not None else ()
-        self.short = defn.dsl_abbreviations if defn is not None else {}
-        self.param_field = defn.param_field if defn is not None else None
-        self.in_place = defn is not None and defn.in_place
-        # A type with no tops (Silence) makes none unless given top=.
-        self.tops = 0 if defn is not None and defn.tops == (0, 0) else None
 
 
 def to_dsl(name, layers, options=None, source=None):
@@ -181,7 +164,7 @@ class _Writer:
 
     def call_text(self, link, is_result, targets, chain_target, with_bottoms):
         """A layer as a call, with `as` and `top=` only where the reader's defaults (see
-        compiler/frontends/dsl.py) would give another name or other tops."""
+        compiler/frontends/dsl/layers.py) would give another name or other tops."""
         p, op = link["p"], link["op"]
         bottoms = list(p.bottom) if with_bottoms else list(p.bottom[1:])
         plain_sum = p.type == "Eltwise" and with_bottoms and len(p.bottom) >= 2 and \

@@ -9,6 +9,7 @@ Shared parameters (param { name: ... }) are one nn.Parameter referenced by every
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
 that have one (Dropout, BatchNorm without use_global_stats).
 """
+import keyword
 import operator
 import re
 
@@ -22,11 +23,21 @@ from compiler.layers.normalization import BatchNorm, batch_norm_scale
 from compiler.layers.scale_bias import Scale
 
 
+# Names a submodule or argument may not take: Python's keywords and everything an
+# nn.Module or a GraphModule already has (a layer named `eval`, `to` or `train` would
+# replace the method). Caffe accepts any name; these get a suffix.
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(fx.GraphModule)) | {"graph", "code", "meta"}
+
+
 def python_name(name, taken):
-    """A Caffe name ("conv1/7x7_s2", "res2a_branch1") as a Python identifier, unique in `taken`."""
-    ident = re.sub(r"\W", "_", name)
-    if not ident or ident[0].isdigit():
+    """A Caffe name ("conv1/7x7_s2", "res2a_branch1", "class", "x²") as a Python identifier
+    that no keyword or module attribute has, unique in `taken`. The record keeps the Caffe
+    name (ModuleRecord.layer_names), so outputs, weights and `run` still speak Caffe."""
+    ident = "".join(c if ("_" + c).isidentifier() else "_" for c in re.sub(r"\W", "_", name))
+    if not ident or not ident.isidentifier():
         ident = "_" + ident
+    if ident in RESERVED:
+        ident += "_"
     base, k = ident, 1
     while ident in taken:
         k += 1
@@ -47,7 +58,7 @@ def build_module(net, outputs=None):
     root = nn.Module()
     graph = fx.Graph()
     env = {}
-    taken = {"forward", "training", "graph", "code"}
+    taken = set()
     module_names = {}
     owners = {}                      # shared param name -> nn.Parameter
     readers = {}                     # SSA id -> number of layers reading it

@@ -156,8 +156,24 @@ def read_text_file(path):
 
 def parse_net_text(text, file="<string>"):
     """Text -> (NetParameter, {"layer": [lines], "layers": [lines]})."""
-    net = parse_text(text, file, caffe_pb2.NetParameter())
+    try:
+        net = parse_text(text, file, caffe_pb2.NetParameter())
+    except NetdefError:
+        if _is_solver(text):
+            raise NetdefError(file, None, None, "this is a solver file (SolverParameter), not a net",
+                              "train with it: netdef train %s" % file) from None
+        raise
     return net, _layer_lines(text)
+
+
+def _is_solver(text):
+    """Whether the text reads as Caffe's SolverParameter (base_lr, net, max_iter...): users
+    hand `compile` the solver.prototxt that sits beside the net."""
+    try:
+        solver = text_format.Parse(text, caffe_pb2.SolverParameter())
+    except (text_format.ParseError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return solver.ListFields() != []
 
 
 def load_net(path, state=NetState(), text=None):

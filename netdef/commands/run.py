@@ -1,21 +1,27 @@
-"""netdef run NET [--weights W] [--input in.npz] --output out.npz [--blobs all|outputs]
+"""netdef run NET [--weights W [--strict]] [--input in.npz] --output out.npz [--blobs all|outputs]
                [--iterations N] [--seed S]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
-reshaped to them, as Caffe's Net::Reshape does. Data layers (ImageData, Data, HDF5Data)
-read their sources (netdef/data), so a net whose inputs are all data layers needs no
---input. With --iterations N the net runs N forward passes, the data layers moving on by
-one batch each, and the output holds every blob after pass k as `iter{k}/{blob}`; --seed
-sets the data randomness (shuffle, TRAIN crops and mirrors), a fixed default otherwise."""
-from compiler.errors import NetdefError
-from netdef.commands import add_net_arguments, parse_net, write_atomic
+reshaped to them, as Caffe's Net::Reshape does. Weights can fix a size, though (an
+InnerProduct's takes one count of inputs): a size they do not fit is reported as a
+problem of the input, with the size to feed. Without weights (a saved .netdef carries
+its own) the net runs on its filler values, and says so.
+
+Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data), so a net whose
+inputs are all data layers needs no --input. With --iterations N the net runs N forward
+passes, the data layers moving on by one batch each, and the output holds every blob after
+pass k as `iter{k}/{blob}`; --seed sets the data randomness (shuffle, TRAIN crops and
+mirrors), a fixed default otherwise."""
+import warnings
+
+from compiler.errors import NetdefError, NetdefWarning
+from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
 
 
 def add_parser(sub):
     p = sub.add_parser("run", help="run forward passes on arrays from an .npz file and/or the net's data layers")
     add_net_arguments(p)
-    p.add_argument("--weights", help=".caffemodel (or .netdef)")
-    p.add_argument("--no-strict", action="store_true")
+    add_weights_arguments(p, ".caffemodel (or .netdef); without them the net runs on its filler values")
     p.add_argument("--input", help=".npz with one array per input blob that no data layer reads")
     p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
@@ -41,8 +47,12 @@ def run(args):
     seed = DEFAULT_SEED if args.seed is None else args.seed
     torch.manual_seed(seed)                  # Dropout in TRAIN
     data = NetData(net, seed)
-    gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
-                            strict=not args.no_strict, fast=args.fast)
+    weights, strict = weights_arguments(args)
+    if weights is None and any(layer.defn.blob_shapes(layer, [net.blobs[b].shape for b in layer.bottoms])
+                               for layer in net.layers):
+        warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
+    gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
+                            strict=strict, fast=args.fast)
     input_names = netdef.record(gm).input_names
     missing = [n for n in input_names if n not in arrays and n not in data.blob_names]
     if missing:
