@@ -302,3 +302,15 @@ def test_solver_feed_continues_and_restarts_at_the_asked_pass(image_case):
     labels = [feed(j)["label"].tolist() for j in (0, 1, 2, 7)]
     assert labels == [[0, 1], [2, 3], [4, 0], [4, 0]]
     assert feed.next_pass(0)["label"].tolist() == [1, 2]
+
+
+def test_leveldb_without_a_binding_says_how_to_convert(tmp_path, capsys, monkeypatch):
+    try:
+        import plyvel  # noqa: F401
+        pytest.skip("plyvel is installed: backend LEVELDB works here")
+    except ImportError:
+        pass
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ldb").mkdir()
+    err = bad_input(tmp_path, capsys, data_net(tmp_path / "n.prototxt", "ldb", backend="LEVELDB"))
+    assert "plyvel" in err and "convert-imageset" in err
