@@ -314,3 +314,26 @@ def test_leveldb_without_a_binding_says_how_to_convert(tmp_path, capsys, monkeyp
     (tmp_path / "ldb").mkdir()
     err = bad_input(tmp_path, capsys, data_net(tmp_path / "n.prototxt", "ldb", backend="LEVELDB"))
     assert "plyvel" in err and "convert-imageset" in err
+
+
+def test_attach_feeds_a_solvers_nets_from_their_data_layers(image_case):
+    """What `netdef train` does with a train_val net: seeds from random_seed, test nets
+    read on across tests."""
+    from types import SimpleNamespace
+    import netdef
+    from compiler.proto import caffe_pb2
+    from netdef.data.feed import WaitShare, attach
+    net = image_data_net(image_case / "net.prototxt", batch=2, transform="crop_size: 6 mirror: true",
+                         phase="TRAIN")
+    test_file = image_data_net(image_case / "test.prototxt", batch=3)
+    solver = SimpleNamespace(param=caffe_pb2.SolverParameter(random_seed=7), net=netdef.parse(str(net), "TRAIN"),
+                             test_nets=[(netdef.parse(str(test_file)), None)], feed=None, test_feeds=[])
+    train = attach(solver, workers=0)
+    share = WaitShare(train)
+    assert [solver.feed(j)["label"].tolist() for j in range(3)] == [[0, 1], [2, 3], [4, 0]]
+    assert 0 <= share() <= 1
+    tests = [solver.test_feeds[0](i)["label"].tolist() for i in range(2)]
+    assert tests == [[0, 1, 2], [3, 4, 0]] and solver.test_feeds[0](0)["label"].tolist() == [1, 2, 3]
+    again = SimpleNamespace(**dict(vars(solver), feed=None, test_feeds=[]))
+    attach(again, workers=0)
+    assert np.array_equal(again.feed(2)["data"], solver.feed(2)["data"])     # random_seed repeats

@@ -86,6 +86,40 @@ class NetData:
         return iter(loader)
 
 
+def attach(solver, workers=1, rank=0, world=1):
+    """Feed a solver's nets from their data layers (netdef.training.solver.Solver, or any
+    object with `param`, `net`, `test_nets`, `feed`, `test_feeds`): the train net's batches
+    (made by `workers` processes, this rank's shard) become `solver.feed`, each test net
+    with data layers reads on across tests. The seed is the solver's random_seed (Caffe's
+    -1, "unseeded", takes the fixed default, so that a run repeats). Returns the train
+    net's NetData, or None when the train net has no data layers."""
+    seed = solver.param.random_seed if solver.param.random_seed >= 0 else DEFAULT_SEED
+    train = NetData(solver.net, seed, workers, rank=rank, world=world)
+    if not train.layers:
+        return None
+    solver.feed = train
+    given = list(solver.test_feeds)
+    solver.test_feeds = []
+    for k, (net, _) in enumerate(solver.test_nets):
+        test = NetData(net, seed)
+        solver.test_feeds.append(test.next_pass if test.layers else (given[k] if k < len(given) else None))
+    return train
+
+
+class WaitShare:
+    """The share of wall time spent waiting for a NetData's batches since the last call."""
+
+    def __init__(self, data):
+        self.data = data
+        self.since, self.waited = time.perf_counter(), data.wait_seconds
+
+    def __call__(self):
+        now, waited = time.perf_counter(), self.data.wait_seconds
+        share = (waited - self.waited) / max(now - self.since, 1e-9)
+        self.since, self.waited = now, waited
+        return share
+
+
 _ERROR = "__netdef_error__"
 
 
