@@ -19,7 +19,8 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools"] + DATA, "data": DATA,
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools"] + DATA,
+                    "data": DATA, "hdf5": ["h5py"],
                     # the digits acceptance run (make acceptance) and the data benchmark
                     "examples": DATA + ["scikit-learn"], "bench": DATA + ["torchvision"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:console"]},

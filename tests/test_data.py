@@ -337,3 +337,25 @@ def test_attach_feeds_a_solvers_nets_from_their_data_layers(image_case):
     again = SimpleNamespace(**dict(vars(solver), feed=None, test_feeds=[]))
     attach(again, workers=0)
     assert np.array_equal(again.feed(2)["data"], solver.feed(2)["data"])     # random_seed repeats
+
+
+def test_netdef_train_reads_data_layers_and_logs_the_data_wait(image_case, capsys):
+    """A train_val net trains from its ImageData layers (no --feed); the log reports the
+    share of time spent waiting for data."""
+    (image_case / "net.prototxt").write_text(
+        'name: "t"\nlayer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN } '
+        'transform_param { crop_size: 8 mirror: true scale: 0.0039 } image_data_param { source: "list.txt" '
+        'root_folder: "images/" batch_size: 2 shuffle: true } }\n'
+        'layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST } '
+        'transform_param { crop_size: 8 scale: 0.0039 } image_data_param { source: "list.txt" '
+        'root_folder: "images/" batch_size: 5 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 5 '
+        'weight_filler { type: "xavier" } } }\n'
+        'layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" include { phase: TEST } }\n'
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    (image_case / "solver.prototxt").write_text(
+        'net: "net.prototxt"\ntest_iter: 1\ntest_interval: 4\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+        'display: 2\nmax_iter: 4\nsnapshot_after_train: false\nsolver_mode: CPU\nrandom_seed: 3\n')
+    assert main(["train", "solver.prototxt", "--data-workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "Iteration 4, data wait = " in err and "Test net output #0: acc = " in err

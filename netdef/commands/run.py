@@ -15,7 +15,8 @@ mirrors), a fixed default otherwise."""
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
-from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, device_of,
+                             parse_net, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
@@ -30,6 +31,7 @@ def add_parser(sub):
     p.add_argument("--iterations", type=int, metavar="N",
                    help="run N forward passes; keys become iter{k}/{blob} (k = 1..N)")
     p.add_argument("--seed", type=int, help="seed of the data layers' randomness (default: fixed)")
+    add_device_arguments(p)
     return p
 
 
@@ -39,10 +41,12 @@ def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
     from netdef.data.feed import DEFAULT_SEED, NetData
+    from netdef.devices import autocast, place
     from netdef.npz import read_npz, write_npz
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError(None, None, None, "--iterations must be at least 1, got %d" % args.iterations)
     arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input else {}
+    device = device_of(args)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     seed = DEFAULT_SEED if args.seed is None else args.seed
     torch.manual_seed(seed)                  # Dropout in TRAIN
@@ -59,15 +63,17 @@ def run(args):
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (%s)" % (
             ", ".join(missing), "the file has %s" % (", ".join(arrays) or "none") if args.input
             else "give them with --input arrays.npz"))
+    place(gm, device, args.channels_last)
     result = {}
     batches = data.batches()
     for k in range(1, (args.iterations or 1) + 1):
         feed = dict(arrays, **next(batches))
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, args.precision):
             # Positionally: a blob name need not be a Python identifier ("input.1").
-            out = gm(*[torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32)) for n in input_names])
+            out = gm(*[torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32)).to(device)
+                       for n in input_names])
         prefix = "iter%d/" % k if args.iterations else ""
-        result.update({prefix + name: v.detach().cpu().numpy() for name, v in out.items()})
+        result.update({prefix + name: v.detach().float().cpu().numpy() for name, v in out.items()})
     write_atomic(args.output, lambda tmp: write_npz(tmp, result),
                  inputs=[args.net] + [f for f in (args.input, args.weights) if f])
     print("wrote %d blobs to %s" % (len(result), args.output))
