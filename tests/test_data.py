@@ -2,6 +2,7 @@
 DataTransformer's rules, convert-imageset/compute-mean, parallel loading, and the bad
 inputs of the issue (exit 1, one located message, nothing written)."""
 import hashlib
+import importlib.util
 import json
 import shutil
 
@@ -305,11 +306,8 @@ def test_solver_feed_continues_and_restarts_at_the_asked_pass(image_case):
 
 
 def test_leveldb_without_a_binding_says_how_to_convert(tmp_path, capsys, monkeypatch):
-    try:
-        import plyvel  # noqa: F401
+    if importlib.util.find_spec("plyvel") is not None:
         pytest.skip("plyvel is installed: backend LEVELDB works here")
-    except ImportError:
-        pass
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ldb").mkdir()
     err = bad_input(tmp_path, capsys, data_net(tmp_path / "n.prototxt", "ldb", backend="LEVELDB"))
