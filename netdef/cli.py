@@ -14,8 +14,8 @@ import warnings
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train", "export", "finetune", "deploy",
-            "predict", "features"]
+COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train", "data", "export", "finetune",
+            "deploy", "predict", "features"]
 
 
 def make_parser():
