@@ -156,3 +156,32 @@ def test_features_of_listed_images_are_the_blob_with_the_labels(files, capsys, m
     assert main(["features", "deploy.prototxt", "--weights", "w1.caffemodel", "--blob", "pool", "--images",
                  "list.txt", "-o", "cache"] + PREPROCESS[:-2]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+def test_features_of_a_train_val_read_back_as_an_hdf5data_source(files, capsys, monkeypatch):
+    from compiler import pipeline
+    from compiler.state import NetState
+    from netdef.data.feed import NetData
+    monkeypatch.chdir(files)
+    (files / "list.txt").write_text("img0.png 3\nimg1.png 1\nimg2.png 4\n")
+    (files / "tv.prototxt").write_text(DEPLOY.replace("NUM", "5").replace(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 24 dim: 24 } } }',
+        'layer { name: "data" type: "ImageData" top: "data" top: "label" transform_param { crop_size: 24 '
+        'mean_value: 100 mean_value: 110 mean_value: 120 scale: 0.01 } image_data_param { source: "list.txt" '
+        'batch_size: 2 } }'))
+    assert main(["features", "tv.prototxt", "--weights", "w1.caffemodel", "--blob", "pool", "-o", "cache"]) == 0
+    capsys.readouterr()
+    head = files / "head.prototxt"
+    head.write_text('layer { name: "cached" type: "HDF5Data" top: "data" top: "label" '
+                    'hdf5_data_param { source: "cache/list.txt" batch_size: 3 } }\n'
+                    'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                    'inner_product_param { num_output: 5 } }\n')
+    batch = NetData(pipeline.build(head, NetState("TRAIN"))).batch(0)
+    assert batch["label"].tolist() == [3, 1, 4]
+    # The same rows as the listed images through the deploy net with the same preprocessing.
+    gm = netdef.load("deploy.prototxt", weights="w1.caffemodel", outputs=["pool"], input_shapes={"data": (3, 3, 24, 24)})
+    prep = preprocessor(argparse.Namespace(mean="100,110,120", scale=0.01, crop=24, resize=None),
+                        netdef.parse("deploy.prototxt"))
+    with torch.no_grad():
+        want = gm(torch.from_numpy(np.concatenate([prep.crops("img%d.png" % i, 1) for i in range(3)])))["pool"]
+    np.testing.assert_allclose(batch["data"], want.numpy(), atol=1e-6)

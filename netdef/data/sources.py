@@ -6,7 +6,8 @@
   so a read-only copy works) or a LevelDB (the `plyvel` package where it installs), in key
   order; raw (`data` or `float_data`) or encoded (`encoded: true`, decoded by OpenCV).
 - HDF5Data: the files of a list, each top read from the dataset of the same name and
-  converted to float32, file after file.
+  converted to float32, file after file; a listed folder (a shard of `netdef features`'
+  cache) holds one .npy per top instead, memory-mapped.
 
 A source is a sequence of items; a layer's batch k holds the items at positions
 k*batch_size .. (k+1)*batch_size-1 of an endless walk over it, so a batch wraps to the
@@ -207,6 +208,14 @@ class HDF5Source(Source):
         return self._open[key]
 
     def _dataset(self, path, top):
+        if os.path.isdir(path):
+            # A feature cache's shard (netdef features): one memory-mapped .npy per top.
+            try:
+                return np.load(os.path.join(path, top + ".npy"), mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise NetdefError(path, None, self.name, "shard folder '%s' has no readable %s.npy for top '%s': %s"
+                                  % (path, top, top, getattr(e, "strerror", None) or e),
+                                  "a listed folder holds one .npy per top, as netdef features writes") from None
         f = self._file(path)
         if top not in f:
             raise NetdefError(path, None, self.name, "HDF5 file '%s' has no dataset '%s' for top "
