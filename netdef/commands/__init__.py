@@ -59,6 +59,35 @@ def read_and_validate(args):
     return net, validate(net, parse_input_shapes(args.input_shape), args.max_memory)
 
 
+def add_device_arguments(p):
+    """Where and how a computing verb (train, test, time, run) runs: --device, Caffe's --gpu,
+    --precision and --channels-last. resolve_device(args) turns them into a torch.device;
+    netdef.training.device applies precision and memory format."""
+    g = p.add_argument_group("device")
+    g.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N (default: cpu)")
+    g.add_argument("--gpu", metavar="N", help="Caffe's spelling of --device cuda:N")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast to bf16 or fp16 (fp16 training scales the loss); default fp32")
+    g.add_argument("--channels-last", action="store_true",
+                   help="keep 4-d weights and inputs in channels_last memory format")
+
+
+def resolve_device(args):
+    """The torch.device that --device / --gpu choose (cpu when neither is given). Caffe's
+    `--gpu 0,1` or `--gpu all` trains on several GPUs in one process; netdef does that with
+    torchrun, so --gpu takes one index. Raises NetdefError when the device is not there."""
+    from netdef.training.device import parse_device
+    if args.gpu is not None:
+        if args.device is not None:
+            raise argparse.ArgumentTypeError("give --device or --gpu, not both")
+        if not args.gpu.isdigit():
+            raise argparse.ArgumentTypeError(
+                "--gpu takes one device index (got %r); for several GPUs run "
+                "'torchrun --nproc_per_node N netdef train ...'" % args.gpu)
+        return parse_device("cuda:" + args.gpu)
+    return parse_device(args.device or "cpu")
+
+
 def write_atomic(path, write):
     """Write through a temporary file so that a failure leaves no partial output behind."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -3,7 +3,7 @@
 The arrays may have another batch or spatial size than the prototxt declares: the net is
 reshaped to them, as Caffe's Net::Reshape does."""
 from compiler.errors import NetdefError
-from netdef.commands import add_net_arguments, parse_net, write_atomic
+from netdef.commands import add_device_arguments, add_net_arguments, parse_net, resolve_device, write_atomic
 
 
 def add_parser(sub):
@@ -16,6 +16,7 @@ def add_parser(sub):
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
     p.add_argument("--fast", action="store_true",
                    help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
+    add_device_arguments(p)
     return p
 
 
@@ -23,6 +24,8 @@ def run(args):
     import numpy as np
     import torch
     import netdef
+    from netdef.training.device import autocast, place_inputs, place_module
+    device = resolve_device(args)
     try:
         with np.load(args.input, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -35,10 +38,12 @@ def run(args):
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
-    with torch.no_grad():
-        out = gm(**{n: torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32))
-                    for n in gm.input_names})
-    result = {k: v.detach().cpu().numpy() for k, v in out.items()}
+    place_module(gm, device, args.channels_last)
+    inputs = place_inputs({n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in gm.input_names},
+                          device, args.channels_last)
+    with torch.no_grad(), autocast(device, args.precision):
+        out = gm(**inputs)
+    result = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
     write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
     print("wrote %d blobs to %s" % (len(result), args.output))
     return 0
