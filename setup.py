@@ -11,6 +11,7 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "matplotlib"],
+                    "plot": ["matplotlib"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:main"]},
 )

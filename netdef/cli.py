@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert"]
+COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "plot"]
 
 
 def make_parser():

@@ -1,0 +1,35 @@
+"""netdef plot LOG -o curves.png
+
+Training curves from a training log: netdef's (`netdef train --log FILE`) or real Caffe's.
+Needs matplotlib (`pip install 'netdef[plot]'`); without it the command says so and exits 1."""
+import sys
+
+from compiler.errors import NetdefError
+from netdef.commands import write_atomic
+
+
+def add_parser(sub):
+    p = sub.add_parser("plot", help="plot loss, lr and test outputs of a training log")
+    p.add_argument("log", help="training log: netdef train --log FILE, or Caffe's own log")
+    p.add_argument("-o", "--output", required=True, help="image to write (.png, .svg or .pdf)")
+    p.add_argument("--title", help="figure title (default: the log's file name)")
+    return p
+
+
+def run(args):
+    import os
+    from netdef.training.curves import plot, read_curves
+    curves = read_curves(args.log)
+    try:
+        import matplotlib  # noqa: F401  (only asking whether it is installed)
+    except ImportError:
+        print("error: netdef plot needs matplotlib, which is not installed: "
+              "pip install 'netdef[plot]' (or pip install matplotlib)", file=sys.stderr)
+        return 1
+    try:
+        write_atomic(args.output, lambda tmp: plot(curves, tmp, args.title or os.path.basename(args.log)))
+    except OSError as e:
+        raise NetdefError(args.output, None, None, "cannot write the image: %s" % (e.strerror or e)) from None
+    print("wrote %s: %d iterations, %d test net(s)" % (args.output, len(curves.loss.iterations),
+                                                       len(curves.test_outputs)))
+    return 0
