@@ -58,7 +58,7 @@ def hand_state_dict(path):
     from handwritten_resnet50 import ResNet50, copy_caffe_blobs
     if not path.exists():
         compiled = netdef.load(RESNET50, weights=recipe_caffemodel("resnet50"))
-        hand = copy_caffe_blobs(ResNet50(), module_blobs(compiled.netdef_ir, compiled))
+        hand = copy_caffe_blobs(ResNet50(), module_blobs(netdef.record(compiled).net, compiled))
         torch.save(hand.state_dict(), path)
     return path
 

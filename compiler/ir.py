@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from compiler.state import NetState
+
 
 @dataclass(eq=False)
 class Layer:
@@ -41,16 +43,20 @@ class Blob:
 
 
 class Net:
-    def __init__(self, name, layers, file=None, phase="TEST"):
+    def __init__(self, name, layers, file=None, state=NetState()):
         self.name = name
         self.file = file
-        self.phase = phase
+        self.state = state               # the NetState its layers were filtered by
         self.layers = list(layers)       # Caffe order
         self.blobs = {}                  # SSA id -> Blob
         self.latest = {}                 # Caffe blob name -> SSA id of its final value
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
+
+    @property
+    def phase(self):
+        return self.state.phase
 
     def layer(self, name):
         for layer in self.layers:

@@ -9,7 +9,7 @@ this package is the user's side of it: the API below and the `netdef` command.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers.base import LayerDef, ShapeError
-from netdef.api import compile_net, export, load, parse, register_layer, save
+from netdef.api import compile_net, export, load, parse, record, register_layer, save
 
 __all__ = ["NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
-           "load", "parse", "register_layer", "save"]
+           "load", "parse", "record", "register_layer", "save"]

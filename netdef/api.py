@@ -4,16 +4,15 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
 from compiler.backends.prototxt import net_to_text
-from compiler.errors import NetdefError, NetdefErrors
-from compiler.frontends import caffemodel, prototxt
+from compiler.backends.record import record_of
+from compiler.frontends import caffemodel, saved
 from compiler.layers import registry
 from compiler.passes.fold import fast_path
-from compiler.passes.validate import validate
-
-SAVED_SUFFIX = ".netdef"
+from compiler.state import NetState
 
 
 def register_layer(defn, replace=False):
@@ -22,31 +21,18 @@ def register_layer(defn, replace=False):
     return registry.register(defn, replace=replace)
 
 
-def read_net(source, phase="TEST", stages=(), level=0, name=None):
-    """A net file (prototxt, netdef DSL, or a saved .netdef) -> IR Net, not yet wired.
-    `name` chooses one net of a .net file that declares several."""
-    path = Path(source)
-    if name is not None and path.suffix != ".net":
-        raise NetdefError(str(path), None, None, "a net name (%s) chooses a net of a .net file; "
-                          "this file holds one net" % name)
-    if path.suffix == SAVED_SUFFIX:
-        text, _ = _read_saved(path)
-        return prototxt.load_net(path, phase, stages, level, text=text)
-    if path.suffix == ".net":
-        from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, phase=phase, stages=stages, level=level, net=name)
-    return prototxt.load_net(path, phase, stages, level)
-
-
 def parse(source, phase="TEST", input_shapes=None, stages=(), level=0, max_memory=None, name=None):
-    """A net file -> wired, shaped IR Net. A net whose blobs would not fit `max_memory`
-    bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything is allocated.
-    `name` chooses one net of a .net file that declares several."""
-    net = read_net(source, phase, stages, level, name)
-    errors = validate(net, input_shapes, max_memory)
-    if errors:
-        raise NetdefErrors(errors)
-    return net
+    """A net file -> wired, shaped IR Net (compiler/pipeline.py). A net whose blobs would not
+    fit `max_memory` bytes (default $NETDEF_MAX_MEMORY or 16 GiB) is refused before anything
+    is allocated. `phase`, `stages` and `level` are Caffe's NetState; `name` chooses one net
+    of a .net file that declares several."""
+    return pipeline.build(source, NetState(phase, stages, level), input_shapes, max_memory, name)
+
+
+def record(gm):
+    """The ModuleRecord of a module netdef built (compiler/backends/record.py): its IR net,
+    Caffe layer names per submodule, input and output blob names, the weight-loading report."""
+    return record_of(gm)
 
 
 def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
@@ -54,12 +40,11 @@ def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
     or {layer: [arrays]}). In train() mode it computes Caffe's TRAIN behaviour, in eval()
     TEST's. fast=True is the inference fast path (compiler/passes/fold.py): BatchNorm and
     Scale folded into the convolutions before them, weights channels_last; the module's
-    `netdef_ir` is then the folded net."""
+    record (netdef.record(gm).net) is then the folded net."""
     gm = torch_fx.build_module(net, outputs)
     if weights is not None:
         load_weights(net, gm, weights, strict=strict)
     gm.train(net.phase == "TRAIN")
-    gm.netdef_ir = net
     if fast:
         _, gm = fast_path(net, gm)
     return gm
@@ -69,7 +54,7 @@ def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, st
          stages=(), level=0, fast=False, name=None):
     """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
     net = parse(source, phase, input_shapes, stages, level, name=name)
-    if weights is None and Path(source).suffix == SAVED_SUFFIX:
+    if weights is None and Path(source).suffix == saved.SUFFIX:
         weights = source
     return compile_net(net, weights, outputs, strict, fast)
 
@@ -77,7 +62,7 @@ def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, st
 def export(gm, caffemodel_path, prototxt_path=None):
     """Write a compiled module's current weights as a Caffe .caffemodel (and its net as a
     prototxt): the files Caffe, or netdef.load, reads back."""
-    export_caffemodel(gm.netdef_ir, gm, caffemodel_path, prototxt_path)
+    export_caffemodel(record_of(gm).net, gm, caffemodel_path, prototxt_path)
 
 
 def read_weights(weights):
@@ -86,33 +71,25 @@ def read_weights(weights):
         return [caffemodel.LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
                 for k, v in weights.items()], None
     file = str(weights)
-    if file.endswith(SAVED_SUFFIX):
-        return _read_saved(Path(file))[1], file
+    if file.endswith(saved.SUFFIX):
+        return saved.read_saved(Path(file))[1], file
     return caffemodel.read_caffemodel(file), file
 
 
 def load_weights(net, gm, weights, strict=True):
+    """Copy weights into a built module by layer name; the report is kept in its record."""
     layers, file = read_weights(weights)
-    return torch_weights.load_blobs(net, gm, layers, strict=strict, file=file)
+    report = torch_weights.load_blobs(net, gm, layers, strict=strict, file=file)
+    record_of(gm).weights = report
+    return report
 
 
 def save(gm, path):
     """Save a compiled module as a .netdef file: a zip holding the net as prototxt text and
     its blobs as a .caffemodel. Loading it (netdef.load) parses both; nothing is unpickled."""
-    net = gm.netdef_ir
+    net = record_of(gm).net
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("net.prototxt", net_to_text(net))
-        with z.open("weights.caffemodel", "w") as f:
+        z.writestr(saved.NET_ENTRY, net_to_text(net))
+        with z.open(saved.WEIGHTS_ENTRY, "w") as f:
             write_caffemodel(f, net, gm)
 
-
-def _read_saved(path):
-    """-> (prototxt text, [LayerBlobs])"""
-    try:
-        with zipfile.ZipFile(path) as z:
-            text = z.read("net.prototxt").decode("utf-8")
-            # A bytearray keeps the arrays that view it writable (see read_caffemodel).
-            weights = bytearray(z.read("weights.caffemodel"))
-    except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as e:
-        raise NetdefError(str(path), None, None, "not a valid .netdef file: %s" % e) from None
-    return text, caffemodel.parse_caffemodel(weights, str(path))

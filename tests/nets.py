@@ -4,6 +4,7 @@ import pytest
 
 import netdef
 from compiler.frontends import prototxt
+from compiler.state import NetState
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 
@@ -12,7 +13,7 @@ HEADER = 'name: "t"\ninput: "data"\ninput_dim: 2\ninput_dim: 3\ninput_dim: 8\nin
 
 def parse_text(text, phase="TEST", stages=(), level=0, input_shapes=None, file="t.prototxt"):
     """Prototxt text -> wired, shaped Net (what netdef.parse does for a file)."""
-    net = prototxt.load_net(file, phase, stages, level, text=text)
+    net = prototxt.load_net(file, NetState(phase, stages, level), text=text)
     wire(net)
     infer_shapes(net, input_shapes)
     return net

@@ -100,3 +100,34 @@ def test_a_registered_replacement_of_scale_is_never_fused_or_folded():
     finally:
         registry.register(builtin, replace=True)
     assert isinstance(registry.get("Scale"), Scale)
+
+
+def test_the_module_record_survives_copies_and_the_fast_path():
+    import copy
+    model = build(None)
+    rec = netdef.record(model)
+    assert rec.input_names == ["data"] and rec.output_names == ["sum"]
+    assert rec.layer_names["conv"] == "conv" and rec.weights["missing"] == []
+    deep = copy.deepcopy(model)
+    assert netdef.record(deep).output_names == ["sum"] and netdef.record(deep).net is not rec.net
+    assert netdef.record(copy.copy(model)) is rec
+    # A deep copy exports like the original (it raised AttributeError when the record was
+    # attributes bolted onto the module).
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(deep.eval()(x)["sum"], model.eval()(x)["sum"])
+    fast = netdef.compile_net(parse_text(NET), weights(parse_text(NET)), fast=True)
+    assert {l.type for l in netdef.record(fast).net.layers} == {"Input", "Convolution", "Eltwise", "ReLU"}
+
+
+def test_export_of_a_deep_copy(tmp_path):
+    import copy
+    netdef.export(copy.deepcopy(build(None)), tmp_path / "w.caffemodel", tmp_path / "n.prototxt")
+    again = netdef.load(tmp_path / "n.prototxt", weights=tmp_path / "w.caffemodel")
+    assert netdef.record(again).output_names == ["sum"]
+
+
+def test_a_module_not_built_by_netdef_has_no_record():
+    import pytest
+    with pytest.raises(TypeError, match="not built by netdef"):
+        netdef.record(torch.nn.Linear(2, 2))

@@ -14,7 +14,8 @@ import pytest
 import netdef
 from compiler.backends import draw
 from compiler.passes.validate import validate
-from netdef.api import read_net
+from compiler.pipeline import read
+from compiler.state import NetState
 from netdef.cli import main
 from tests.conftest import CORPUS
 
@@ -81,7 +82,7 @@ def write(tmp_path, text, name="net.prototxt"):
 
 
 def view_of(path, phase="TEST"):
-    net = read_net(path, phase)
+    net = read(path, NetState(phase))
     errors = validate(net)
     return draw.build_view(net, errors), errors
 

@@ -14,6 +14,7 @@ from compiler.errors import NetdefError
 from compiler.frontends import dsl, dsl_parse
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 from netdef import cli
 from netdef.commands.convert import convert, prototxt_to_net
 from tests.conftest import CORPUS, ROOT
@@ -199,8 +200,8 @@ def test_phases_and_loss_layers():
     assert got["loss"].include[0].phase == caffe_pb2.TRAIN
     assert got["loss"].loss_param.ignore_label == 255 and list(got["loss"].loss_weight) == [1.0]
     assert got["prob"].include[0].phase == caffe_pb2.TEST and not got["fc"].include
-    test = dsl.load_dsl("t.net", phase="TEST", text=text)
-    train = dsl.load_dsl("t.net", phase="TRAIN", text=text)
+    test = dsl.load_dsl("t.net", NetState("TEST"), text=text)
+    train = dsl.load_dsl("t.net", NetState("TRAIN"), text=text)
     assert [l.name for l in test.layers] == ["input", "fc", "prob"]
     assert [l.name for l in train.layers] == ["input", "label_in", "fc", "loss"]
 

@@ -81,7 +81,7 @@ def test_fast_module_computes_the_same_under_the_same_names():
     for name in want:
         assert_close(got[name], want[name])
     # The folded layers and the blobs between them are gone, from the module and the IR.
-    folded = fast.netdef_ir
+    folded = netdef.record(fast).net
     modules = dict(fast.named_children())
     assert not {"bn1", "sc1", "bn2", "sc2"} & set(modules) and "bn3" in modules
     assert [l.name for l in folded.layers] == ["input", "conv1", "relu1", "conv2", "conv3", "bn3", "fc", "fc3",
@@ -140,7 +140,7 @@ def test_net_with_a_data_layer_folds_with_the_given_input_shapes():
     x = torch.randn(2, 3, 8, 8)
     label = torch.zeros(2)
     fast = netdef.compile_net(net, w, fast=True)
-    assert fast.input_names == ["data", "label"]
+    assert netdef.record(fast).input_names == ["data", "label"]
     with torch.no_grad():
         want, got = netdef.compile_net(net, w)(x, label), fast(x, label)
     for name in want:
@@ -162,7 +162,7 @@ def test_exported_fast_net_is_a_smaller_caffe_net_with_the_same_outputs(tmp_path
     fast = netdef.compile_net(net, w, fast=True)
     netdef.export(fast, tmp_path / "fast.caffemodel", tmp_path / "fast.prototxt")
     again = netdef.load(tmp_path / "fast.prototxt", weights=tmp_path / "fast.caffemodel")
-    assert len(again.netdef_ir.layers) == len(net.layers) - 4
+    assert len(netdef.record(again).net.layers) == len(net.layers) - 4
     assert_close(run(again, x)["fc"], run(netdef.compile_net(net, w), x)["fc"])
 
 
@@ -174,7 +174,7 @@ def test_resnet50_fast_path_matches_caffe(tmp_path):
     net = netdef.parse(case_dir / case["prototxt"], input_shapes={k: v.shape for k, v in inputs.items()})
     recipe = shared_tool("caffe_weights").recipe_arrays(case["params"])
     model = netdef.compile_net(net, recipe, outputs="all", fast=True)
-    kinds = {l.type for l in model.netdef_ir.layers}
+    kinds = {l.type for l in netdef.record(model).net.layers}
     assert "BatchNorm" not in kinds and "Scale" not in kinds
     assert sum(l.type == "BatchNorm" for l in net.layers) == 53
     out = run(model, torch.from_numpy(inputs["data"]))
@@ -262,7 +262,7 @@ def test_cli_compile_fast_exports_the_folded_net(tmp_path):
                  "--export-caffemodel", str(tmp_path / "f.caffemodel"),
                  "--export-prototxt", str(tmp_path / "f.prototxt")]) == 0
     folded = netdef.load(tmp_path / "f.prototxt", weights=tmp_path / "f.caffemodel")
-    assert not {"bn1", "sc1", "bn2", "sc2"} & {l.name for l in folded.netdef_ir.layers}
+    assert not {"bn1", "sc1", "bn2", "sc2"} & {l.name for l in netdef.record(folded).net.layers}
     x = torch.randn(2, 3, 8, 8)
     want = run(netdef.compile_net(net, w), x)
     got = run(folded, x)

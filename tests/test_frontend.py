@@ -156,7 +156,7 @@ def test_shared_params_are_one_parameter():
 
 def test_module_names_come_from_caffe_layer_names():
     model = compile_text(HEADER + CONV % ("conv1/7x7_s2", "data", "c") + CONV % ("2nd", "c", "d"))
-    assert dict(model.caffe_layer_names) == {"conv1_7x7_s2": "conv1/7x7_s2", "_2nd": "2nd"}
+    assert dict(netdef.record(model).layer_names) == {"conv1_7x7_s2": "conv1/7x7_s2", "_2nd": "2nd"}
     assert "conv1_7x7_s2.weight" in model.state_dict()
 
 

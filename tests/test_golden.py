@@ -27,7 +27,7 @@ def run_case(case_dir, tmp_path):
                        input_shapes={k: v.shape for k, v in inputs.items()})
     model = netdef.compile_net(net, weights, outputs="all")
     with torch.no_grad():
-        out = model(**{k: torch.from_numpy(inputs[k]) for k in model.input_names})
+        out = model(**{k: torch.from_numpy(inputs[k]) for k in netdef.record(model).input_names})
     path = tmp_path / "out.npz"
     np.savez(path, **{k: v.numpy() for k, v in out.items()})
     return shared_tool("check_golden").check_case(str(case_dir), str(path))

@@ -14,6 +14,7 @@ from compiler.errors import NetdefError
 from compiler.frontends.prototxt import load_net
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
+from compiler.state import NetState
 
 
 def build(layers, shape=(2, 3, 4, 5), phase="TEST", weights=None, extra_inputs=""):
@@ -21,7 +22,7 @@ def build(layers, shape=(2, 3, 4, 5), phase="TEST", weights=None, extra_inputs="
     dims = " ".join("dim: %d" % d for d in shape)
     text = ('layer { name: "data" type: "Input" top: "data" input_param { shape { %s } } }\n'
             % dims) + extra_inputs + layers
-    net = load_net("test.prototxt", phase, text=text)
+    net = load_net("test.prototxt", NetState(phase), text=text)
     wire(net)
     infer_shapes(net)
     return netdef.compile_net(net, weights, outputs="all")

@@ -82,7 +82,7 @@ def check_round_trip(net, weights_path, tmp_path):
         assert got_param == expected, got.name
     # And it loads again, strictly, into the net read back from the exported prototxt.
     again = netdef.load(tmp_path / "out.prototxt", weights=out)
-    assert_same_bytes(module_blobs(net, gm), module_blobs(again.netdef_ir, again))
+    assert_same_bytes(module_blobs(net, gm), module_blobs(netdef.record(again).net, again))
 
 
 def layer_cases():
@@ -245,7 +245,7 @@ def test_cli_no_strict_and_export(tmp_path, capsys):
     assert main(["compile", str(prototxt), "--weights", str(weights), "--no-strict",
                  "--export-caffemodel", str(out), "--export-prototxt", str(tmp_path / "out.prototxt")]) == 0
     model = netdef.load(tmp_path / "out.prototxt", weights=out)
-    assert_same_bytes({"conv1": module_blobs(model.netdef_ir, model)["conv1"]}, {"conv1": blobs["conv1"]})
+    assert_same_bytes({"conv1": module_blobs(netdef.record(model).net, model)["conv1"]}, {"conv1": blobs["conv1"]})
 
 
 def test_export_of_a_module_moved_to_float64_writes_float32(tmp_path):

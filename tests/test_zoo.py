@@ -12,6 +12,7 @@ from compiler.frontends import dsl
 from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
 from compiler.passes import upgrade
 from compiler.passes.phase import layer_included
+from compiler.state import NetState
 from tests.conftest import CORPUS, ROOT
 
 ZOO_DIR = ROOT / "zoo_defs"
@@ -83,7 +84,7 @@ def published_layers(rel):
 def built(name, phase=None):
     source, net = GENERATE.ZOO[name]
     proto = dsl.load_proto(ZOO_DIR / source, net)
-    return proto, [l for l in proto.layer if phase is None or layer_included(l, phase)]
+    return proto, [l for l in proto.layer if phase is None or layer_included(l, NetState(phase))]
 
 
 def assert_same_layers(mine, theirs):
@@ -120,7 +121,7 @@ def test_checked_in_prototxt_is_up_to_date(name):
 def test_checked_in_prototxt_equals_published(name):
     path = ZOO_DIR / name
     proto, _ = parse_net_text(read_text_file(path), str(path))
-    layers = [l for l in proto.layer if name != "GoogLeNet.prototxt" or layer_included(l, "TEST")]
+    layers = [l for l in proto.layer if name != "GoogLeNet.prototxt" or layer_included(l, NetState("TEST"))]
     assert_same_layers(layers, published_layers(PUBLISHED[name])[1])
 
 
@@ -150,7 +151,7 @@ def test_generated_prototxt_compiles_with_known_counts(name):
 def test_googlenet_train_phase_has_the_auxiliary_classifiers_of_train_val():
     _, train = built("GoogLeNet.prototxt", "TRAIN")
     _, theirs = published_layers("bvlc/bvlc_googlenet__train_val.prototxt")
-    theirs = {l.name: l for l in theirs if layer_included(l, "TRAIN")}
+    theirs = {l.name: l for l in theirs if layer_included(l, NetState("TRAIN"))}
     extra = [l for l in train if l.name.startswith(("loss1/", "loss2/", "loss3/loss3"))]
     assert len(extra) == 17
     for layer in extra:

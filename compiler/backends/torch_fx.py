@@ -15,6 +15,7 @@ import re
 import torch.fx as fx
 import torch.nn as nn
 
+from compiler.backends.record import META_KEY, ModuleRecord
 from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.layers.normalization import BatchNorm, batch_norm_scale
@@ -38,7 +39,8 @@ def python_name(name, taken):
 def build_module(net, outputs=None):
     """net: wired and shaped. outputs: Caffe blob names to return ("all" for every blob,
     None for the net's outputs). Returns a GraphModule whose forward takes the input blobs
-    (positionally or by name) and returns {blob name: tensor}."""
+    (positionally or by name) and returns {blob name: tensor}; its ModuleRecord
+    (compiler/backends/record.py) is in gm.meta["netdef"]."""
     if outputs is None:
         outputs = net.outputs
     elif outputs == "all":
@@ -85,9 +87,8 @@ def build_module(net, outputs=None):
         raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
     graph.output({name: env[net.latest[name]] for name in outputs})
     gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
-    gm.caffe_layer_names = module_names
-    gm.input_names = [net.blobs[t].name for t in net.inputs]
-    gm.output_names = list(outputs)
+    gm.meta[META_KEY] = ModuleRecord(net, module_names, [net.blobs[t].name for t in net.inputs],
+                                     list(outputs))
     return gm
 
 

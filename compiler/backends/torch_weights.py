@@ -7,13 +7,14 @@ them all. `strict=False` loads what matches and returns the rest as a report.
 import numpy as np
 import torch
 
+from compiler.backends.record import record_of
 from compiler.errors import NetdefError
 from compiler.layers import registry
 
 
 def net_blob_slots(net, gm):
     """[(layer, [(attr name, tensor, Caffe shape)])] for every layer that has blobs."""
-    inverse = {caffe: mod for mod, caffe in gm.caffe_layer_names.items()}
+    inverse = {caffe: mod for mod, caffe in record_of(gm).layer_names.items()}
     slots = []
     for layer in net.layers:
         defn = registry.get(layer.type)

@@ -26,6 +26,7 @@ from compiler.frontends.dsl_ops import (ADD, LAYER_FIELDS, OPS, UNSET, BlobRef, 
                                         Op, describe, op_for_type, set_field, _suggest)
 from compiler.ir import Layer, Net
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 
 MAX_SOURCE_BYTES = 16 << 20
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
@@ -1019,13 +1020,13 @@ def load_spec(path, net=None, text=None):
                           "split deeply nested expressions into statements") from None
 
 
-def load_dsl(path, phase="TEST", stages=(), level=0, net=None, text=None):
-    """A .net file -> an unwired IR Net of one phase, as prototxt.load_net gives."""
+def load_dsl(path, state=NetState(), net=None, text=None):
+    """A .net file -> an unwired IR Net of one NetState, as prototxt.load_net gives."""
     from compiler.passes.phase import filter_phase
     spec = load_spec(path, net, text)
-    check_phase(spec, phase, stages, level)
-    out = Net(spec.name, [_ir_layer(m) for m in spec.layers], file=str(path), phase=phase)
-    filter_phase(out, phase, stages, level)
+    check_phase(spec, state)
+    out = Net(spec.name, [_ir_layer(m) for m in spec.layers], file=str(path), state=state)
+    filter_phase(out, state)
     return out
 
 
@@ -1036,7 +1037,7 @@ def load_proto(path, net=None, text=None):
     for phase in ("TRAIN", "TEST"):
         # Caffe itself accepts two layers of one name (mnist_autoencoder has two "loss"
         # layers); compiling refuses them, as weights are matched by name.
-        check_phase(spec, phase, unique_names=False)
+        check_phase(spec, NetState(phase), unique_names=False)
     return spec.to_proto()
 
 
@@ -1044,14 +1045,14 @@ def _ir_layer(made):
     return Layer(name=made.param.name, type=made.param.type, param=made.param, line=made.line, file=made.file)
 
 
-def check_phase(spec, phase, stages=(), level=0, unique_names=True):
+def check_phase(spec, state, unique_names=True):
     """What the language checks on the layers of one phase: unique layer names (weights
     are matched by name) and the `expect` statements."""
     from compiler.passes.phase import layer_included
     kept, first, errors = [], {}, []
     for i, m in enumerate(spec.layers):
         try:
-            if not layer_included(m.param, phase, stages, level):
+            if not layer_included(m.param, state):
                 continue
         except ValueError:
             raise _made_error(m, "a layer may have include rules or exclude rules, not both") from None

@@ -16,6 +16,7 @@ from compiler.errors import NetdefError
 from compiler.ir import Layer, Net
 from compiler.passes import upgrade
 from compiler.proto import caffe_pb2
+from compiler.state import NetState
 
 # Refuse files larger than this before parsing: a prototxt of a 1000-layer net is ~1 MB.
 MAX_PROTOTXT_BYTES = 64 << 20
@@ -159,19 +160,20 @@ def parse_net_text(text, file="<string>"):
     return net, _layer_lines(text)
 
 
-def load_net(path, phase="TEST", stages=(), level=0, text=None):
+def load_net(path, state=NetState(), text=None):
     """Read a prototxt file into an unwired Net (legacy inputs, V1 upgrade, phase filter)."""
     file = str(path)
     if text is None:
         text = read_text_file(path)
     proto, lines = parse_net_text(text, file)
-    return net_from_proto(proto, file, lines, phase, stages, level)
+    return net_from_proto(proto, file, lines, state)
 
 
-def net_from_proto(proto, file=None, lines=None, phase="TEST", stages=(), level=0):
-    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file, phase=phase)
+def net_from_proto(proto, file=None, lines=None, state=NetState()):
+    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file,
+              state=state)
     from compiler.passes.phase import filter_phase
-    filter_phase(net, phase, stages, level)
+    filter_phase(net, state)
     return net
 
 

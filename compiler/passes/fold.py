@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from compiler.backends import torch_fx, torch_weights
+from compiler.backends.record import record_of
 from compiler.frontends.caffemodel import LayerBlobs
 from compiler.ir import Layer, Net
 from compiler.layers.conv import Convolution
@@ -92,7 +93,7 @@ def _folded_blobs(conv_blobs, bn_blobs, scale_blobs, bn_eps):
 
 def fold_batchnorm(net, gm):
     """-> (net, gm) with every foldable chain folded. The inputs are left as they were."""
-    outputs = gm.output_names
+    outputs = record_of(gm).output_names
     chains = find_chains(net, outputs)
     if not chains:
         return net, gm
@@ -115,13 +116,12 @@ def fold_batchnorm(net, gm):
                 blobs.pop(layer.name, None)
     layers = [replaced.get(l.name, Layer(l.name, l.type, l.param, l.line, l.file))
               for l in net.layers if l.name not in removed]
-    folded = Net(net.name, layers, net.file, net.phase)
+    folded = Net(net.name, layers, net.file, net.state)
     wire(folded)
     infer_shapes(folded, {net.blobs[t].name: net.blobs[t].shape for t in net.inputs})
     out = torch_fx.build_module(folded, outputs)
     torch_weights.load_blobs(folded, out, [LayerBlobs(k, "", v, [False] * len(v)) for k, v in blobs.items()])
     out.train(gm.training)
-    out.netdef_ir = folded
     return folded, out
 
 

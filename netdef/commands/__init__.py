@@ -42,20 +42,24 @@ def memory_size(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def net_state(args):
+    from compiler.state import NetState
+    return NetState(args.phase, args.stage, args.level)
+
+
 def parse_net(args, extra_shapes=None):
-    import netdef
+    from compiler import pipeline
     shapes = parse_input_shapes(args.input_shape)
     shapes.update(extra_shapes or {})
-    return netdef.parse(args.net, args.phase.upper(), shapes, args.stage, args.level, args.max_memory,
-                        name=args.net_name)
+    return pipeline.build(args.net, net_state(args), shapes, args.max_memory, args.net_name)
 
 
 def read_and_validate(args):
     """The net the arguments choose, wired and shaped as far as it goes, and every problem
     found in it (check and draw show them all instead of stopping at the first)."""
+    from compiler import pipeline
     from compiler.passes.validate import validate
-    from netdef.api import read_net
-    net = read_net(args.net, args.phase.upper(), args.stage, args.level, args.net_name)
+    net = pipeline.read(args.net, net_state(args), args.net_name)
     return net, validate(net, parse_input_shapes(args.input_shape), args.max_memory)
 
 

@@ -24,7 +24,7 @@ def run(args):
     from compiler.backends.summary import format_summary
     net = parse_net(args)
     gm = netdef.compile_net(net, args.weights, strict=not args.no_strict, fast=args.fast)
-    print(format_summary(gm.netdef_ir, args.format))
+    print(format_summary(netdef.record(gm).net, args.format))
     if args.output:
         write_atomic(args.output, lambda tmp: netdef.save(gm, tmp))
         print("saved %s" % args.output)
@@ -34,7 +34,7 @@ def run(args):
     if args.export_prototxt:
         from pathlib import Path
         from compiler.backends.prototxt import net_to_text
-        text = net_to_text(gm.netdef_ir)
+        text = net_to_text(netdef.record(gm).net)
         write_atomic(args.export_prototxt, lambda tmp: Path(tmp).write_text(text))
         print("wrote %s" % args.export_prototxt)
     return 0

@@ -34,12 +34,13 @@ def run(args):
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
                             strict=not args.no_strict, fast=args.fast)
-    missing = [n for n in gm.input_names if n not in arrays]
+    input_names = netdef.record(gm).input_names
+    missing = [n for n in input_names if n not in arrays]
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
     place_module(gm, device, args.channels_last)
-    inputs = place_inputs({n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in gm.input_names},
+    inputs = place_inputs({n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in input_names},
                           device, args.channels_last)
     with torch.no_grad(), autocast(device, args.precision):
         out = gm(**inputs)
