@@ -10,7 +10,7 @@ import sys
 
 from compiler.errors import NetdefError
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "plot"]
+COMMANDS = ["compile", "run", "test", "time", "summary", "check", "draw", "convert", "plot"]
 
 
 def make_parser():

@@ -97,15 +97,15 @@ class TrainingLog:
         per_s = (it - (start_it if start_it is not None else it)) / (lapse or 1)
         self.last_display = (it, now)
         self._caffe_line("solver.cpp:239", "Iteration %d (%s iter/s, %ss/%d iters), loss = %s"
-                         % (it, _g(per_s), _g(lapse), self.display, _g(self.smoothed_loss)))
+                         % (it, caffe_float(per_s), caffe_float(lapse), self.display, caffe_float(self.smoothed_loss)))
         for index, name, value, weight in _flatten(outputs or []):
             self._caffe_line("solver.cpp:258", "    Train net output #%d: %s = %s%s"
-                             % (index, name, _g(value), _loss_note(value, weight)))
-        self._caffe_line("sgd_solver.cpp:112", "Iteration %d, lr = %s" % (it, _g(lr)))
+                             % (index, name, caffe_float(value), loss_note(value, weight)))
+        self._caffe_line("sgd_solver.cpp:112", "Iteration %d, lr = %s" % (it, caffe_float(lr)))
         if images_per_s is not None or data_wait is not None:
             parts = []
             if images_per_s is not None:
-                parts.append("%s images/s" % _g(images_per_s))
+                parts.append("%s images/s" % caffe_float(images_per_s))
             if data_wait is not None:
                 parts.append("data wait %.1f%%" % (100 * data_wait))
             self._caffe_line("solver.cpp:239", "    Throughput: " + ", ".join(parts))
@@ -127,7 +127,7 @@ class TrainingLog:
                          show=False)
         shown = []
         for index, name, value, weight in _flatten(outputs):
-            text = "%s = %s%s" % (name, _g(value), _loss_note(value, weight))
+            text = "%s = %s%s" % (name, caffe_float(value), loss_note(value, weight))
             self._caffe_line("solver.cpp:414", "    Test net output #%d: %s" % (index, text), show=False)
             shown.append(text)
         if self.progress:
@@ -200,7 +200,7 @@ class TrainingLog:
             text = "[%s%s] %d/%d" % ("#" * filled, "." * (BAR_WIDTH - filled), done, self.max_iter)
         else:
             text = "iteration %d" % done
-        text += "  loss %s  lr %s" % (_g(self.smoothed_loss), _g(lr))
+        text += "  loss %s  lr %s" % (caffe_float(self.smoothed_loss), caffe_float(lr))
         if images_per_s is not None:
             text += "  %.1f img/s" % images_per_s
         if data_wait is not None:
@@ -219,7 +219,7 @@ def _glog_prefix(where):
                                                        t.tm_sec, micros, os.getpid(), where)
 
 
-def _g(value):
+def caffe_float(value):
     """A number as C++'s ostream prints a float: 6 significant digits, no trailing zeros."""
     return "%.6g" % value
 
@@ -238,7 +238,7 @@ def _flatten(outputs):
             index += 1
 
 
-def _loss_note(value, weight):
+def loss_note(value, weight):
     """Caffe's ` (* w = w*v loss)` suffix on an output with a loss weight. Caffe's parsers
     read the value before it and ignore the rest."""
-    return " (* %s = %s loss)" % (_g(weight), _g(weight * value)) if weight else ""
+    return " (* %s = %s loss)" % (caffe_float(weight), caffe_float(weight * value)) if weight else ""

@@ -1,0 +1,98 @@
+"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz]
+
+Caffe's `caffe test`: N forward passes; each output element of each pass printed as
+`Batch i, name = value`; then `Loss: L` (the mean of the net's loss) and each output's mean
+over the passes, a weighted loss output with ` (* weight = weighted loss)`.
+
+The net's inputs come from `--input`: an .npz with one array per input blob, entry j along
+the first axis the batch of pass j (as `netdef train --feed`). Without --iterations, every
+entry is used once; Caffe's default of 50 applies to nets that need no arrays."""
+from compiler.errors import NetdefError
+from netdef.commands import add_device_arguments, add_net_arguments, parse_net, resolve_device
+
+CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
+
+
+def add_parser(sub):
+    p = sub.add_parser("test", help="score a net: mean of every output over N batches (caffe test)")
+    add_net_arguments(p)
+    p.add_argument("--weights", required=True, help=".caffemodel (or .netdef) to score")
+    p.add_argument("--no-strict", action="store_true",
+                   help="layers the weights file lacks keep their fillers instead of being an error")
+    p.add_argument("--iterations", type=int, metavar="N",
+                   help="forward passes (default: every batch of --input, else 50)")
+    p.add_argument("--input", metavar="IN.npz",
+                   help="arrays per input blob, entry j along the first axis = batch j")
+    add_device_arguments(p)
+    return p
+
+
+def read_arrays(path):
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise NetdefError(path, None, None, "cannot read input arrays: %s" % e) from None
+
+
+def check_arrays(path, arrays, input_names, iterations):
+    """The arrays checked against the net's inputs -> ({input name: array}, iterations)."""
+    missing = [n for n in input_names if n not in arrays]
+    if missing:
+        raise NetdefError(path, None, None, "no array for input blob(s) %s" % ", ".join(missing),
+                          "the file has %s; arrays are keyed by input blob name"
+                          % (", ".join(arrays) or "no arrays"))
+    arrays = {n: arrays[n] for n in input_names}
+    available = min(len(a) for a in arrays.values())
+    if iterations is None:
+        iterations = available
+    if available < iterations:
+        raise NetdefError(path, None, None, "the arrays hold %d batches; --iterations asks for %d"
+                          % (available, iterations), "entry j along the first axis is the batch of pass j")
+    return arrays, iterations
+
+
+def run(args):
+    import netdef
+    from netdef.training.device import place_module
+    from netdef.training.log import caffe_float, loss_note
+    from netdef.training.scoring import array_batches, loss_weights, score
+    if args.iterations is not None and args.iterations < 1:
+        raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
+    device = resolve_device(args)
+    arrays = read_arrays(args.input) if args.input is not None else {}
+    flat = [n for n, a in arrays.items() if a.ndim < 2]
+    if flat:
+        raise NetdefError(args.input, None, None, "array %s has no batch axis after the first one"
+                          % ", ".join(flat), "entry j along the first axis is the whole batch of pass j")
+    # The net is shaped to one batch of the arrays, as Caffe's Net::Reshape would.
+    net = parse_net(args, {n: a.shape[1:] for n, a in arrays.items()})
+    input_names = [net.blobs[t].name for t in net.inputs]
+    if input_names and args.input is None:
+        layers = sorted({net.blobs[t].producer for t in net.inputs})
+        raise NetdefError(net.file, None, None, "the net's inputs %s (layer %s) need batches"
+                          % (", ".join(input_names), ", ".join(layers)),
+                          "give them with --input in.npz (entry j along the first axis = batch j)")
+    if input_names:
+        arrays, iterations = check_arrays(args.input, arrays, input_names, args.iterations)
+        batches = array_batches(arrays)
+    else:
+        iterations = args.iterations or CAFFE_ITERATIONS
+        batches = iter(dict, None)
+    outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
+    gm = netdef.compile_net(net, args.weights, outputs=outputs, strict=not args.no_strict)
+    place_module(gm, device, args.channels_last)
+
+    def print_batch(i, values):
+        for name, flat in values:
+            for v in flat:
+                print("Batch %d, %s = %s" % (i, name, caffe_float(v)))
+
+    print("Running for %d iterations." % iterations)
+    scores = score(gm, net, batches, iterations, device, args.precision, args.channels_last, print_batch)
+    print("Loss: %s" % caffe_float(scores.loss))
+    for name, means, weight in scores.outputs:
+        for v in means:
+            print("%s = %s%s" % (name, caffe_float(v), loss_note(v, weight)))
+    return 0
