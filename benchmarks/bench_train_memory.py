@@ -1,0 +1,94 @@
+"""Peak memory of one ResNet-50 training iteration (batch --batch, 224x224): netdef against
+the hand-written model with torch.optim.SGD, each in a fresh process.
+
+As in bench_memory.py, the process measures its resident set with the kernel's high-water
+mark. Each child builds its model and optimizer and runs one warm-up iteration (so that
+the gradients and the momentum history exist, as in any later iteration), clears the
+gradients, resets the high-water mark (/proc/self/clear_refs, "5") and runs one iteration.
+Figures:
+- step: VmHWM - VmRSS before the iteration: what the iteration itself takes (activations
+  kept for backward, gradients, workspaces), weights and history already resident;
+- model: VmHWM - VmRSS before the model was built: weights, history and the iteration,
+  libraries excluded: what a training step of the net needs in all.
+Children run with MALLOC_MMAP_THRESHOLD_=131072 so that resident memory follows the live
+tensors (bench_memory.py says why).
+
+Ratio: hand-written / netdef (higher is better); target: netdef at most 1.1x the
+hand-written model's step, a ratio of at least 0.91.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+from common import SCRATCH, emit, median
+
+
+def status_kb():
+    text = open("/proc/self/status").read()
+    return {k: int(v) for k, v in re.findall(r"(VmHWM|VmRSS):\s+(\d+) kB", text)}
+
+
+def child(kind, batch):
+    import torch
+    import torch.nn.functional as F
+    from bench_training import LR, MOMENTUM, WEIGHT_DECAY, data, module_groups, resnet50_train_prototxt
+    import netdef
+    from handwritten_resnet50 import ResNet50
+    base = status_kb()["VmRSS"]
+    x, label = data(batch, (3, 224, 224), 1000, 0)
+    if kind == "hand":
+        model = ResNet50().train()
+        opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        target = label.long()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model.logits(x), target).backward()
+            opt.step()
+    else:
+        gm = netdef.load(resnet50_train_prototxt(batch), phase="TRAIN")
+        opt = torch.optim.SGD(module_groups(gm), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            gm(x, label)["loss"].backward()
+            opt.step()
+    step()
+    opt.zero_grad(set_to_none=True)
+    before = status_kb()["VmRSS"]
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    step()
+    after = status_kb()
+    print(json.dumps({"step_kb": after["VmHWM"] - before, "model_kb": after["VmHWM"] - base}))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", metavar="KIND", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.batch)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    kinds = ["module", "hand"]
+    runs = {k: [] for k in kinds}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            out = subprocess.run([sys.executable, __file__, "--batch", str(args.batch), "--child", kind],
+                                 check=True, capture_output=True, text=True,
+                                 env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")).stdout
+            runs[kind].append(json.loads(out.strip().splitlines()[-1]))
+    mb = {k: {f: median([r[f] for r in v]) / 1024 for f in ("step_kb", "model_kb")} for k, v in runs.items()}
+    emit("training memory, ResNet-50, module + torch.optim.SGD", round(mb["module"]["step_kb"]), "MB",
+         "hand-written", round(mb["hand"]["step_kb"]), round(mb["hand"]["step_kb"] / mb["module"]["step_kb"], 3),
+         0.91, "batch %d, one iteration; with weights and history %d MB vs %d MB"
+         % (args.batch, mb["module"]["model_kb"], mb["hand"]["model_kb"]))
+
+
+if __name__ == "__main__":
+    main()
