@@ -1,11 +1,14 @@
 # `make setup` prepares a fresh machine (a .venv with CPU torch and netdef installed);
-# `make test` runs the whole test suite (it runs setup first when needed).
+# `make test` runs the whole test suite (it runs setup first when needed);
+# `make test-deps` installs the programs the drawing and browser tests use (Graphviz,
+# Chromium; Debian packages, as root): the tests themselves install nothing and skip,
+# saying why, where these are missing.
 PY ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup test bench
+.PHONY: setup test test-deps bench
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -17,6 +20,15 @@ $(VENV)/.installed: setup.py
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+test-deps:
+	@command -v dot >/dev/null && command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q graphviz chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q graphviz chromium >/dev/null 2>&1; } || \
+	    echo "test-deps: could not install graphviz/chromium; their tests will skip"; \
+	  else echo "test-deps: not root or no apt-get; drawing/browser tests will skip"; fi; }
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

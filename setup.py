@@ -1,8 +1,12 @@
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', open("netdef/version.py").read()).group(1)
 
 setup(
     name="netdef",
-    version="0.1.0",
+    version=VERSION,
     description="Caffe-compatible network compiler: prototxt, caffemodel and a DSL to PyTorch",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
@@ -11,7 +15,7 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "matplotlib"],
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "matplotlib"],
                     "plot": ["matplotlib"]},
-    entry_points={"console_scripts": ["netdef=netdef.cli:main"]},
+    entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

@@ -7,11 +7,15 @@ and fills `graph`: one node per layer, one edge per (producer, consumer, blob).
 
 Users still speak Caffe: `net.latest["conv1"]` is the SSA id of conv1's value after the
 last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
+
+Weights travel as LayerBlobs, one per layer of a weights file, matched to the net's
+layers by name (compiler/accounting.py says which blob fills which).
 """
 from dataclasses import dataclass, field
 
 import networkx as nx
 
+from compiler.layers import registry
 from compiler.state import NetState
 
 
@@ -27,7 +31,6 @@ class Layer:
 
     @property
     def defn(self):
-        from compiler.layers import registry
         return registry.get(self.type)
 
     def __repr__(self):
@@ -42,27 +45,63 @@ class Blob:
     shape: tuple = None
 
 
+@dataclass
+class LayerBlobs:
+    """One layer's blobs as a weights file (a .caffemodel, a saved .netdef) holds them."""
+    name: str
+    type: str
+    blobs: list          # numpy arrays, in Caffe's blob order
+    legacy: list         # per blob: True if its shape came from num/channels/height/width
+
+
+@dataclass(eq=False)
+class ShapeExpectation:
+    """A shape the source asserts for a blob, batch axis left out (the netdef language's
+    `expect x: 256x28x28`), checked after shape inference (passes/expectations.py)."""
+    blob: str          # Caffe name
+    dims: tuple
+    layer: Layer       # the layer whose top is meant: the blob's last writer at the assertion
+    file: str = None
+    line: int = None
+    col: int = None
+
+
 class Net:
     def __init__(self, name, layers, file=None, state=NetState()):
         self.name = name
         self.file = file
         self.state = state               # the NetState its layers were filtered by
-        self.layers = list(layers)       # Caffe order
+        self.layers = layers             # Caffe order
         self.blobs = {}                  # SSA id -> Blob
         self.latest = {}                 # Caffe blob name -> SSA id of its final value
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
         self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
+        self.expected_shapes = []        # ShapeExpectations the source declares
 
     @property
     def phase(self):
         return self.state.phase
 
+    @property
+    def layers(self):
+        return self._layers
+
+    @layers.setter
+    def layers(self, layers):
+        # Passes replace the list (the phase filter, folding); they never edit it in place,
+        # so the name index is rebuilt only when a new list is set.
+        self._layers = list(layers)
+        self._by_name = None
+
     def layer(self, name):
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        """The layer of that name (the first one, as Caffe's layer_by_name), in O(1): the
+        backend asks for a producer per bottom, so a scan would make building quadratic."""
+        if self._by_name is None:
+            self._by_name = {}
+            for layer in self._layers:
+                self._by_name.setdefault(layer.name, layer)
+        return self._by_name[name]
 
     @property
     def inputs(self):

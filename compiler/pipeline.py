@@ -11,6 +11,7 @@ from pathlib import Path
 
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import prototxt, saved
+from compiler.passes.phase import filter_phase
 from compiler.passes.validate import validate
 from compiler.state import NetState
 
@@ -27,7 +28,7 @@ def read(source, state=NetState(), name=None):
         return prototxt.load_net(path, state, text=text)
     if path.suffix == ".net":
         from compiler.frontends.dsl import load_dsl
-        return load_dsl(path, state, net=name)
+        return filter_phase(load_dsl(path, net=name), state)
     return prototxt.load_net(path, state)
 
 

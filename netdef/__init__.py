@@ -9,7 +9,8 @@ this package is the user's side of it: the API below and the `netdef` command.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers.base import LayerDef, ShapeError
+from netdef.version import __version__
 from netdef.api import compile_net, export, load, parse, record, register_layer, save
 
-__all__ = ["NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
+__all__ = ["__version__", "NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]

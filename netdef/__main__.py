@@ -1,5 +1,3 @@
-import sys
+from netdef.cli import console
 
-from netdef.cli import main
-
-sys.exit(main())
+console()

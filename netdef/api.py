@@ -8,10 +8,11 @@ from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
 from compiler.backends.prototxt import net_to_text
+from compiler.backends.fold import fast_path
 from compiler.backends.record import record_of
 from compiler.frontends import caffemodel, saved
+from compiler.ir import LayerBlobs
 from compiler.layers import registry
-from compiler.passes.fold import fast_path
 from compiler.state import NetState
 
 
@@ -38,7 +39,7 @@ def record(gm):
 def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
     """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
     or {layer: [arrays]}). In train() mode it computes Caffe's TRAIN behaviour, in eval()
-    TEST's. fast=True is the inference fast path (compiler/passes/fold.py): BatchNorm and
+    TEST's. fast=True is the inference fast path (compiler/backends/fold.py): BatchNorm and
     Scale folded into the convolutions before them, weights channels_last; the module's
     record (netdef.record(gm).net) is then the folded net."""
     gm = torch_fx.build_module(net, outputs)
@@ -68,7 +69,7 @@ def export(gm, caffemodel_path, prototxt_path=None):
 def read_weights(weights):
     """A .caffemodel path, a saved .netdef or {layer: [arrays]} -> ([LayerBlobs], file)."""
     if isinstance(weights, dict):
-        return [caffemodel.LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
+        return [LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
                 for k, v in weights.items()], None
     file = str(weights)
     if file.endswith(saved.SUFFIX):

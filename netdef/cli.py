@@ -5,10 +5,13 @@ Exit codes: 0 ok, 1 an error in the user's input (one located message, no traceb
 unless --debug), 2 bad usage.
 """
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from compiler.errors import NetdefError
+from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "test", "time", "summary", "check", "draw", "convert", "plot"]
 
@@ -16,6 +19,7 @@ COMMANDS = ["compile", "run", "test", "time", "summary", "check", "draw", "conve
 def make_parser():
     parser = argparse.ArgumentParser(prog="netdef", description="Caffe-compatible network compiler.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version="netdef " + __version__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         module = importlib.import_module("netdef.commands." + name)
@@ -40,7 +44,32 @@ def main(argv=None):
         for error in getattr(e, "errors", [e]):
             print("error: %s" % error, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `netdef summary NET | head`: the reader has gone, which is not an error of ours.
+        # Point stdout at /dev/null so that the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if args.debug or e.errno not in (errno.ENOSPC, errno.EIO):
+            raise
+        # Standard output on a full or failing device (`> /dev/full`): one line, no traceback.
+        print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
+        return 1
+
+
+def console():
+    """The `netdef` console script: exit with main's code, also when stdout fails at exit."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
+        code = code or 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

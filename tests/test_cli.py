@@ -9,7 +9,7 @@ import torch
 
 import netdef
 from netdef.cli import main
-from tests.nets import HEADER
+from tests.nets import HEADER, randn
 
 NET = HEADER + '''
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
@@ -33,14 +33,22 @@ def test_compile_prints_a_table_with_totals(net_file, capsys):
 
 
 def test_saved_module_loads_without_pickle_and_computes_the_same(net_file, tmp_path):
+    # Weights that no filler gives (Caffe's default filler is constant 0): a save that
+    # dropped or reordered them would load a different module.
+    weights = {"conv1": [randn(4, 3, 3, 3, seed=1), randn(4, seed=2)],
+               "fc": [randn(5, 144, seed=3), randn(5, seed=4)]}
+    original = netdef.compile_net(netdef.parse(net_file), weights)
+    caffemodel = tmp_path / "small.caffemodel"
+    netdef.export(original, caffemodel)
     saved = tmp_path / "small.netdef"
-    assert main(["compile", str(net_file), "-o", str(saved)]) == 0
+    assert main(["compile", str(net_file), "--weights", str(caffemodel), "-o", str(saved)]) == 0
     with zipfile.ZipFile(saved) as z:
         assert sorted(z.namelist()) == ["net.prototxt", "weights.caffemodel"]
     model = netdef.load(saved)
-    again = netdef.load(saved)
     x = torch.randn(2, 3, 8, 8)
-    assert torch.equal(model(x)["fc"], again(x)["fc"])
+    expected = original(x)["fc"]
+    assert expected.abs().min() > 0
+    assert torch.equal(model(x)["fc"], expected)
 
 
 def test_run_writes_blobs_by_caffe_name_and_reshapes(net_file, tmp_path):
@@ -85,3 +93,8 @@ def test_net_option_chooses_a_net_of_a_dsl_file(tmp_path, capsys):
     assert main(["compile", str(source)]) == 1
     assert "--net" in capsys.readouterr().err
     assert netdef.load(source, name="A")(torch.randn(1, 3, 8, 8))["x"].shape == (1, 4, 6, 6)
+
+
+def test_version_is_printed_and_matches_the_package(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "netdef " + netdef.__version__

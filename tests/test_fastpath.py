@@ -1,4 +1,4 @@
-"""The inference fast path (compiler/passes/fold.py): BatchNorm and Scale folded into the
+"""The inference fast path (compiler/backends/fold.py): BatchNorm and Scale folded into the
 convolution before them, channels_last weights, same outputs under the same names."""
 import json
 
@@ -7,7 +7,7 @@ import torch
 
 import netdef
 from compiler.backends.torch_weights import module_blobs
-from compiler.passes.fold import find_chains
+from compiler.backends.fold import find_chains
 from tests.conftest import GOLDEN, needs_shared, shared_tool
 from tests.nets import HEADER, parse_text
 

@@ -1,7 +1,4 @@
 """Prototxt frontend and the passes up to shapes: Caffe's file formats and blob rules."""
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -183,14 +180,6 @@ def test_kernel_larger_than_padded_input():
         parse_text(text)
 
 
-@pytest.mark.skipif(shutil.which("protoc") is None, reason="protoc is not installed")
-def test_generated_module_matches_the_schema(tmp_path):
-    proto = Path(__file__).resolve().parent.parent / "compiler" / "proto"
-    shutil.copy(proto / "caffe.proto", tmp_path)
-    subprocess.run(["protoc", "--python_out=.", "caffe.proto"], cwd=tmp_path, check=True)
-    assert (tmp_path / "caffe_pb2.py").read_text() == (proto / "caffe_pb2.py").read_text()
-
-
 def test_schema_keeps_caffes_field_numbers():
     f = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
     assert (f["name"].number, f["type"].number, f["blobs"].number, f["convolution_param"].number,
@@ -199,3 +188,25 @@ def test_schema_keeps_caffes_field_numbers():
     assert (n["layer"].number, n["layers"].number) == (100, 2)
     v1 = caffe_pb2.V1LayerParameter.DESCRIPTOR.fields_by_name
     assert (v1["name"].number, v1["type"].number, v1["blobs"].number, v1["blobs_lr"].number) == (4, 5, 6, 7)
+
+
+def test_any_caffe_name_compiles_and_keeps_its_name(tmp_path):
+    """Caffe accepts any layer or blob name: keywords, nn.Module attributes, Unicode that is
+    no identifier. Submodules get safe names; outputs, weights and the record keep Caffe's."""
+    from tests.nets import parse_text
+    names = ["class", "lambda", "eval", "train", "to", "type", "float", "x²", "meta"]
+    text = 'name: "n"\nlayer { name: "in" type: "Input" top: "input.1" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }\n'
+    prev = "input.1"
+    for n in names:
+        text += 'layer { name: "%s" type: "Convolution" bottom: "%s" top: "%s" convolution_param { num_output: 2 kernel_size: 1 } }\n' % (n, prev, n)
+        prev = n
+    net = parse_text(text)
+    weights = {n: [torch.full((2, 2, 1, 1), 0.5).numpy(), torch.zeros(2).numpy()] for n in names}
+    model = netdef.compile_net(net, weights)
+    assert sorted(netdef.record(model).layer_names.values()) == sorted(names)
+    assert model.train is not None and callable(model.eval) and model.eval() is model
+    out = model(torch.ones(1, 2, 3, 3))
+    assert list(out) == ["meta"] and torch.allclose(out["meta"], torch.ones(1, 2, 3, 3))
+    netdef.export(model, tmp_path / "w.caffemodel", tmp_path / "n.prototxt")
+    again = netdef.load(tmp_path / "n.prototxt", weights=tmp_path / "w.caffemodel")
+    assert torch.equal(again(torch.ones(1, 2, 3, 3))["meta"], out["meta"])

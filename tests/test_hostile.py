@@ -21,6 +21,7 @@ from compiler.backends.summary import summarize
 from compiler.errors import NetdefError
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
+from compiler.passes.phase import filter_phase
 from compiler.passes.validate import validate
 from compiler.proto import caffe_pb2
 from tests.conftest import CORPUS
@@ -314,9 +315,9 @@ def mutated_dsl(draw):
 def load_dsl_text(text):
     from compiler.frontends.dsl import load_dsl
     # A file may declare several nets: take the first. The path makes imports resolve
-    # next to the zoo's files.
+    # next to the zoo's files. The TEST phase, as the pipeline reads it by default.
     names = re.findall(r'^net\s+"([^"]*)"', text, re.M)
-    return load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text)
+    return filter_phase(load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text))
 
 
 @pytest.mark.skipif(not DSL_SEEDS, reason="no .net files to mutate")

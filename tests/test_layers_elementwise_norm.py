@@ -9,32 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import netdef
 from compiler.errors import NetdefError
-from compiler.frontends.prototxt import load_net
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
-from compiler.state import NetState
+from tests.nets import compile_text, inputs, layer, randn
 
 
-def build(layers, shape=(2, 3, 4, 5), phase="TEST", weights=None, extra_inputs=""):
-    """A net of an Input `data` of `shape` (plus `extra_inputs`) and the given layer text."""
-    dims = " ".join("dim: %d" % d for d in shape)
-    text = ('layer { name: "data" type: "Input" top: "data" input_param { shape { %s } } }\n'
-            % dims) + extra_inputs + layers
-    net = load_net("test.prototxt", NetState(phase), text=text)
-    wire(net)
-    infer_shapes(net)
-    return netdef.compile_net(net, weights, outputs="all")
-
-
-def layer(name, type_, params="", bottom="data", top=None):
-    return 'layer { name: "%s" type: "%s" bottom: "%s" top: "%s" %s }\n' % (
-        name, type_, bottom, top or name, params)
-
-
-def randn(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+def build(layers, shape=(2, 3, 4, 5), phase="TEST", weights=None, **extra_inputs):
+    """A net of an Input `data` of `shape` (and an Input per `extra_inputs`: name=shape)
+    followed by the given layer text, compiled to return every blob."""
+    return compile_text(inputs(data=shape, **extra_inputs) + layers, weights, phase=phase)
 
 
 def run(gm, x, **inputs):
@@ -44,7 +26,7 @@ def run(gm, x, **inputs):
 def test_clip_forward_and_gradient_bounds_included():
     x = torch.tensor([-2.0, -0.5, -0.1, 0.0, 0.75, 0.8, 3.0]).reshape(1, 1, 1, 7)
     x = x.expand(2, 3, 4, 7).contiguous().requires_grad_()
-    gm = build(layer("clip", "Clip", "clip_param { min: -0.5 max: 0.75 }"), shape=(2, 3, 4, 7))
+    gm = build(layer("clip", "Clip", ["data"], "clip_param { min: -0.5 max: 0.75 }"), shape=(2, 3, 4, 7))
     y = gm(data=x)["clip"]
     assert torch.equal(y[0, 0, 0], torch.tensor([-0.5, -0.5, -0.1, 0.0, 0.75, 0.75, 0.75]))
     y.sum().backward()
@@ -54,7 +36,7 @@ def test_clip_forward_and_gradient_bounds_included():
 
 def test_clip_needs_both_bounds():
     with pytest.raises(NetdefError) as e:
-        build(layer("clip", "Clip", "clip_param { min: 1 max: 0 }"))
+        build(layer("clip", "Clip", ["data"], "clip_param { min: 1 max: 0 }"))
     assert e.value.layer == "clip" and "greater than max" in e.value.message
 
 
@@ -62,7 +44,7 @@ def test_clip_needs_both_bounds():
                                           ("swish_param { beta: 3 }", 3.0)])
 def test_swish_matches_formula(params, beta):
     x = randn(2, 3, 4, 5) * 4
-    out = run(build(layer("sw", "Swish", params)), x)["sw"]
+    out = run(build(layer("sw", "Swish", ["data"], params)), x)["sw"]
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(out, x64 / (1 + np.exp(-beta * x64)), rtol=1e-5, atol=1e-6)
 
@@ -70,7 +52,7 @@ def test_swish_matches_formula(params, beta):
 def test_dropout_train_scales_kept_values_by_inverse_keep_rate():
     torch.manual_seed(0)
     shape = (4, 10, 50, 50)
-    gm = build(layer("drop", "Dropout", "dropout_param { dropout_ratio: 0.3 }"), shape, "TRAIN")
+    gm = build(layer("drop", "Dropout", ["data"], "dropout_param { dropout_ratio: 0.3 }"), shape, "TRAIN")
     assert gm.training
     y = run(gm, np.ones(shape, np.float32))["drop"]
     kept = y != 0
@@ -88,7 +70,7 @@ def test_dropout_train_scales_kept_values_by_inverse_keep_rate():
 def test_dropout_scale_train_false_scales_at_test_time():
     torch.manual_seed(0)
     shape = (2, 10, 50, 50)
-    gm = build(layer("drop", "Dropout", "dropout_param { dropout_ratio: 0.25 scale_train: false }"),
+    gm = build(layer("drop", "Dropout", ["data"], "dropout_param { dropout_ratio: 0.25 scale_train: false }"),
                shape, "TRAIN")
     y = run(gm, np.ones(shape, np.float32))["drop"]
     np.testing.assert_allclose(y[y != 0], 1.0, rtol=1e-6)
@@ -103,7 +85,7 @@ def bn_weights(c, factor, seed=1):
             np.array([factor], np.float32)]
 
 
-BN = layer("bn", "BatchNorm", "batch_norm_param { moving_average_fraction: 0.9 eps: 0.001 }")
+BN = layer("bn", "BatchNorm", ["data"], "batch_norm_param { moving_average_fraction: 0.9 eps: 0.001 }")
 
 
 def test_batchnorm_train_updates_running_sums_like_caffe():
@@ -163,7 +145,7 @@ def test_batchnorm_zero_factor_means_zero_statistics():
 
 @pytest.mark.parametrize("flag, phase, updates", [("true", "TRAIN", False), ("false", "TEST", True)])
 def test_batchnorm_explicit_use_global_stats_overrides_the_phase(flag, phase, updates):
-    gm = build(layer("bn", "BatchNorm", "batch_norm_param { use_global_stats: %s }" % flag),
+    gm = build(layer("bn", "BatchNorm", ["data"], "batch_norm_param { use_global_stats: %s }" % flag),
                (2, 4, 3, 3), phase, {"bn": bn_weights(4, 2.0)})
     run(gm, randn(2, 4, 3, 3))
     assert (gm.bn.factor.item() != 2.0) == updates
@@ -194,7 +176,7 @@ def test_batchnorm_train_gradient_is_caffes():
 
 
 def test_prelu_gradient_at_zero_is_the_slope():
-    gm = build(layer("pr", "PReLU"), (1, 2, 1, 3), "TEST",
+    gm = build(layer("pr", "PReLU", ["data"]), (1, 2, 1, 3), "TEST",
                {"pr": [np.array([0.25, 0.5], np.float32)]})
     x = torch.tensor([[[[-1.0, 0.0, 2.0]], [[-3.0, 0.0, 1.0]]]], requires_grad=True)
     y = gm(data=x)["pr"]
@@ -206,16 +188,15 @@ def test_prelu_gradient_at_zero_is_the_slope():
 
 
 def test_prelu_default_filler_and_shared_blob_shape():
-    gm = build(layer("pr", "PReLU", "prelu_param { channel_shared: true }"))
+    gm = build(layer("pr", "PReLU", ["data"], "prelu_param { channel_shared: true }"))
     assert gm.pr.weight.shape == () and gm.pr.weight.item() == 0.25
 
 
 def test_scale_two_bottoms_with_bias_has_only_the_bias_blob():
-    w_input = 'layer { name: "w" type: "Input" top: "w" input_param { shape { dim: 3 dim: 4 } } }\n'
     body = 'layer { name: "sc" type: "Scale" bottom: "data" bottom: "w" top: "sc" ' \
            'scale_param { bias_term: true } }\n'
     bias = np.arange(12, dtype=np.float32).reshape(3, 4)
-    gm = build(body, (2, 3, 4, 5), weights={"sc": [bias]}, extra_inputs=w_input)
+    gm = build(body, (2, 3, 4, 5), weights={"sc": [bias]}, w=(3, 4))
     assert gm.sc.weight is None and tuple(gm.sc.bias.shape) == (3, 4)
     x, w = randn(2, 3, 4, 5), randn(3, 4, seed=1)
     out = run(gm, x, w=torch.from_numpy(w))["sc"]
@@ -223,23 +204,22 @@ def test_scale_two_bottoms_with_bias_has_only_the_bias_blob():
 
 
 def test_scale_and_bias_default_fillers():
-    gm = build(layer("sc", "Scale", "scale_param { bias_term: true }") +
-               layer("b", "Bias", "bias_param { axis: 2 num_axes: -1 }"))
+    gm = build(layer("sc", "Scale", ["data"], "scale_param { bias_term: true }") +
+               layer("b", "Bias", ["data"], "bias_param { axis: 2 num_axes: -1 }"))
     assert torch.equal(gm.sc.weight, torch.ones(3)) and torch.equal(gm.sc.bias, torch.zeros(3))
     assert torch.equal(gm.b.bias, torch.zeros(4, 5))
 
 
 def test_scale_second_bottom_must_match_the_axes():
-    w_input = 'layer { name: "w" type: "Input" top: "w" input_param { shape { dim: 4 } } }\n'
     body = 'layer { name: "sc" type: "Scale" bottom: "data" bottom: "w" top: "sc" }\n'
     with pytest.raises(NetdefError) as e:
-        build(body, (2, 3, 4, 5), extra_inputs=w_input)
+        build(body, (2, 3, 4, 5), w=(4,))
     assert e.value.layer == "sc" and "does not match" in e.value.message
 
 
 def test_lrn_refuses_even_sizes():
     with pytest.raises(NetdefError) as e:
-        build(layer("lrn", "LRN", "lrn_param { local_size: 4 }"))
+        build(layer("lrn", "LRN", ["data"], "lrn_param { local_size: 4 }"))
     assert e.value.layer == "lrn" and "odd" in e.value.message
 
 
@@ -261,7 +241,7 @@ GRADIENT_NETS = [
 @pytest.mark.parametrize("type_, params", GRADIENT_NETS)
 def test_backward_reaches_input_and_blobs(type_, params, phase):
     torch.manual_seed(0)
-    gm = build(layer("l", type_, params), (2, 3, 4, 5), phase)
+    gm = build(layer("l", type_, ["data"], params), (2, 3, 4, 5), phase)
     x = torch.from_numpy(randn(2, 3, 4, 5)).requires_grad_()
     y = gm(data=x)["l"]
     (y * torch.from_numpy(randn(2, 3, 4, 5, seed=1))).sum().backward()
@@ -271,6 +251,6 @@ def test_backward_reaches_input_and_blobs(type_, params, phase):
 
 
 def test_threshold_has_no_gradient_like_caffe():
-    gm = build(layer("t", "Threshold", "threshold_param { threshold: 0.3 }"))
+    gm = build(layer("t", "Threshold", ["data"], "threshold_param { threshold: 0.3 }"))
     y = gm(data=torch.from_numpy(randn(2, 3, 4, 5)).requires_grad_())["t"]
     assert not y.requires_grad

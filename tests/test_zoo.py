@@ -9,8 +9,9 @@ from google.protobuf import text_format
 import netdef
 from compiler.backends.summary import summarize
 from compiler.frontends import dsl
-from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
-from compiler.passes import upgrade
+from compiler.frontends.prototxt import parse_net_text, read_text_file
+from compiler.frontends import upgrade
+from compiler.frontends.upgrade import upgrade_layers
 from compiler.passes.phase import layer_included
 from compiler.state import NetState
 from tests.conftest import CORPUS, ROOT

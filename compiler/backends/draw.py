@@ -19,14 +19,13 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from compiler.accounting import layer_params
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.passes.validate import layer_params
 from compiler.proto import is_repeated
 
-# Fill colours by type family (Caffe's draw_net colours, lightened so text stays readable).
-COLORS = {"Convolution": "#ff9a8a", "Deconvolution": "#ff9a8a", "Pooling": "#ffc266",
-          "InnerProduct": "#d9a3f5", "Input": "#c8e6c9", "Concat": "#b3e5fc", "Eltwise": "#b3e5fc"}
+# Fill colours: a type's LayerDef.draw_color (the built-ins have Caffe's draw_net colours,
+# lightened so text stays readable), else this one.
 DEFAULT_COLOR = "#a9c4f5"
 ERROR_COLOR = "#ff4d4d"
 UNKNOWN_COLOR = "#e6e6e6"
@@ -46,47 +45,15 @@ def _dims(values):
     return "x".join(str(v) for v in values)
 
 
-def _axis(p, field, h, w, default):
-    """One of kernel/stride/pad per spatial axis as written (Convolution repeats it,
-    Pooling has a single value; both have the _h/_w forms)."""
-    if p.HasField(h) or p.HasField(w):
-        return [getattr(p, h) if p.HasField(h) else default, getattr(p, w) if p.HasField(w) else default]
-    if is_repeated(p.DESCRIPTOR.fields_by_name[field]):
-        return list(getattr(p, field)) or [default]
-    return [getattr(p, field)] if p.HasField(field) else [default]
-
-
-def _geometry_text(p):
-    def one(values):
-        return str(values[0]) if len(set(values)) == 1 else _dims(values)
-    return "k%s s%s p%s" % (one(_axis(p, "kernel_size", "kernel_h", "kernel_w", "?")),
-                            one(_axis(p, "stride", "stride_h", "stride_w", 1)),
-                            one(_axis(p, "pad", "pad_h", "pad_w", 0)))
-
-
 def key_params(layer):
-    """A short line with a layer's main parameters ("k3 s1 p1, 64 out", "MAX k3 s2 p0")."""
-    p = layer.param
-    t = layer.type
-    if t in ("Convolution", "Deconvolution"):
-        c = p.convolution_param
-        text = _geometry_text(c)
-        if c.group != 1:
-            text += " g%d" % c.group
-        if list(c.dilation) and set(c.dilation) != {1}:
-            text += " d%s" % _dims(c.dilation)
-        return "%s, %s out" % (text, c.num_output if c.HasField("num_output") else "?")
-    if t == "Pooling":
-        q = p.pooling_param
-        method = caffe_enum_name(q, "pool")
-        if q.global_pooling:
-            return method + " global"
-        return method + " " + _geometry_text(q)
-    if t == "InnerProduct":
-        q = p.inner_product_param
-        return "%s out" % (q.num_output if q.HasField("num_output") else "?")
+    """A short line with a layer's main parameters: its LayerDef's draw_label ("k3 s1 p1,
+    64 out", "MAX k3 s2 p0"), else the fields of its parameter blocks."""
+    defn = registry.get(layer.type)
+    label = defn.draw_label(layer) if defn is not None else None
+    if label is not None:
+        return label
     parts = []
-    for field, value in p.ListFields():
+    for field, value in layer.param.ListFields():
         if field.name in _COMMON or field.message_type is None or is_repeated(field):
             continue
         for sub, v in value.ListFields():
@@ -98,11 +65,6 @@ def key_params(layer):
             parts.append("%s %s" % (sub.name, ",".join(map(_short, v)) if is_repeated(sub) else _short(v)))
     text = ", ".join(parts)
     return text if len(text) <= 48 else text[:45] + "..."
-
-
-def caffe_enum_name(message, field):
-    f = message.DESCRIPTOR.fields_by_name[field]
-    return f.enum_type.values_by_number[getattr(message, field)].name
 
 
 def _short(v):
@@ -272,7 +234,8 @@ def _node_label(node, show_lr_mult):
 def _fill(node):
     if not node["error"] and any(s is None for s in node["outputs"]):
         return UNKNOWN_COLOR      # valid itself, but below a failing layer: shapes unknown
-    return COLORS.get(node["type"], DEFAULT_COLOR)
+    defn = registry.get(node["type"])
+    return (defn is not None and defn.draw_color) or DEFAULT_COLOR
 
 
 def _node_attrs(node_id, label, color, error, style=None):

@@ -14,12 +14,10 @@ import re
 import numpy as np
 
 from compiler.errors import NetdefError
-from compiler.frontends.dsl_ops import ADD, IN_PLACE, OPS, op_for_type
-from compiler.frontends.dsl import BUILTINS
 from compiler.proto import caffe_pb2, is_repeated
+from grammar import BUILTIN_FUNCTIONS, KEYWORDS, SUM_OP
+from grammar.spelling import Spelling
 
-KEYWORDS = {"import", "block", "net", "for", "in", "if", "else", "return", "input", "expect",
-            "phase", "as", "and", "or", "not", "true", "false", "none"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LINE = 100      # chains longer than this are broken before each `->`
 _NET_FIELDS_DONE = {"name", "layer", "layers", "input", "input_dim", "input_shape"}
@@ -42,7 +40,7 @@ class _Writer:
         self.last_call = {}
         for i, p in enumerate(self.layers):
             self.last_call[p.type] = i
-            self.last_call[op_for_type(p.type).name] = i
+            self.last_call[Spelling(p.type).name] = i
         self.vars = {}          # blob -> variable name
         self.taken = set()
 
@@ -66,8 +64,8 @@ class _Writer:
         return self.vars[blob]
 
     def free(self, name, at):
-        return name not in self.taken and name not in KEYWORDS and name not in BUILTINS and \
-            name != "add" and self.last_call.get(name, -1) <= at
+        return name not in self.taken and name not in KEYWORDS and name not in BUILTIN_FUNCTIONS and \
+            name != SUM_OP and self.last_call.get(name, -1) <= at
 
     # -- the net -------------------------------------------------------------------------
     def net_text(self, name, options, source):
@@ -131,9 +129,9 @@ class _Writer:
     # -- layers --------------------------------------------------------------------------
     def link(self, p, index):
         """One layer as a link of a chain."""
-        op = op_for_type(p.type)
+        op = Spelling(p.type)
         if not op.name[0].isalpha() or not _IDENT.match(op.name) or \
-                (op.name not in OPS and not op.name[0].isupper()):
+                (not op.known and not op.name[0].isupper()):
             raise NetdefError(None, None, p.name, "layer type '%s' cannot be written in the netdef "
                               "language (a type is called by its name, which starts with a capital)" % p.type)
         return {"p": p, "op": op, "in_place": _in_place(p), "index": index}
@@ -166,13 +164,13 @@ class _Writer:
 
     def call_text(self, link, is_result, targets, chain_target, with_bottoms):
         """A layer as a call, with `as` and `top=` only where the reader's defaults (see
-        compiler/frontends/dsl.py) would give another name or other tops."""
+        compiler/frontends/dsl/layers.py) would give another name or other tops."""
         p, op = link["p"], link["op"]
         bottoms = list(p.bottom) if with_bottoms else list(p.bottom[1:])
         plain_sum = p.type == "Eltwise" and with_bottoms and len(p.bottom) >= 2 and \
             _only_fields(p, {"name", "type", "bottom", "top"} | ({"include"} if _phase_of(p) else set()))
         if plain_sum:
-            op = ADD
+            op = Spelling(p.type, SUM_OP)
         if link["in_place"]:
             default_name = "%s_%s" % (p.bottom[0], op.name)
         elif is_result and targets:
@@ -283,7 +281,7 @@ class _Call:
 
 def _in_place(p):
     """Written in place the way the reader writes an in-place type without top=."""
-    return p.type in IN_PLACE and len(p.top) == 1 and len(p.bottom) >= 1 and p.top[0] == p.bottom[0]
+    return Spelling(p.type).in_place and len(p.top) == 1 and len(p.bottom) >= 1 and p.top[0] == p.bottom[0]
 
 
 def _chain_blob(p):

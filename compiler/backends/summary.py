@@ -2,23 +2,20 @@
 
 Params count learnable blob elements (shared blobs once; BatchNorm statistics not
 counted, as derived-facts.json counts them). MACs are per image (batch item), as the
-classic papers and derived-facts.json count them. Activation memory is the float32 bytes
+classic papers and derived-facts.json count them; their conv/fc total adds the layers whose
+LayerDef says `conv_fc_macs`. Activation memory is the float32 bytes
 of the layer's tops for the whole batch (an in-place top counts again: it is a new value).
 """
 import csv
 import io
 import json
 
+from compiler.accounting import blob_bytes, human_bytes, layer_params
 from compiler.layers import registry
-from compiler.layers.base import prod
-from compiler.passes.validate import human_bytes, layer_params
-
-# The layers whose MACs the classic papers (and derived-facts.json) count.
-CONV_FC = ("Convolution", "Deconvolution", "InnerProduct")
-
 
 def summarize(net):
     rows = []
+    conv_fc_macs = 0
     seen_shared = set()
     for layer in net.layers:
         defn = registry.get(layer.type)
@@ -29,11 +26,13 @@ def summarize(net):
             "output": [list(s) for s in outs],
             "params": layer_params(net, layer, seen_shared),
             "macs": defn.macs(layer, shapes, outs),
-            "memory": sum(4 * prod(s) for s in outs),
+            "memory": sum(blob_bytes(s) for s in outs),
         })
+        if defn.conv_fc_macs:
+            conv_fc_macs += rows[-1]["macs"]
     totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
               "macs": sum(r["macs"] for r in rows),
-              "conv_fc_macs": sum(r["macs"] for r in rows if r["type"] in CONV_FC),
+              "conv_fc_macs": conv_fc_macs,
               "memory": sum(r["memory"] for r in rows),
               "outputs": {name: list(net.shape(name)) for name in net.outputs}}
     return rows, totals

@@ -9,6 +9,7 @@ Shared parameters (param { name: ... }) are one nn.Parameter referenced by every
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
 that have one (Dropout, BatchNorm without use_global_stats).
 """
+import keyword
 import operator
 import re
 
@@ -20,14 +21,23 @@ from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.layers.normalization import BatchNorm, batch_norm_scale
 from compiler.layers.scale_bias import Scale
-from compiler.layers.structure import SUM as ELTWISE_SUM, CaffeEltwise, InPlaceSum
+
+
+# Names a submodule or argument may not take: Python's keywords and everything an
+# nn.Module or a GraphModule already has (a layer named `eval`, `to` or `train` would
+# replace the method). Caffe accepts any name; these get a suffix.
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(fx.GraphModule)) | {"graph", "code", "meta"}
 
 
 def python_name(name, taken):
-    """A Caffe name ("conv1/7x7_s2", "res2a_branch1") as a Python identifier, unique in `taken`."""
-    ident = re.sub(r"\W", "_", name)
-    if not ident or ident[0].isdigit():
+    """A Caffe name ("conv1/7x7_s2", "res2a_branch1", "class", "x²") as a Python identifier
+    that no keyword or module attribute has, unique in `taken`. The record keeps the Caffe
+    name (ModuleRecord.layer_names), so outputs, weights and `run` still speak Caffe."""
+    ident = "".join(c if ("_" + c).isidentifier() else "_" for c in re.sub(r"\W", "_", name))
+    if not ident or not ident.isidentifier():
         ident = "_" + ident
+    if ident in RESERVED:
+        ident += "_"
     base, k = ident, 1
     while ident in taken:
         k += 1
@@ -48,7 +58,7 @@ def build_module(net, outputs=None):
     root = nn.Module()
     graph = fx.Graph()
     env = {}
-    taken = {"forward", "training", "graph", "code"}
+    taken = set()
     module_names = {}
     owners = {}                      # shared param name -> nn.Parameter
     readers = {}                     # SSA id -> number of layers reading it
@@ -70,7 +80,12 @@ def build_module(net, outputs=None):
         modname = python_name(layer.name, taken)
         module_names[modname] = layer.name
         _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
-        module = _in_place(layer, module, private_fresh_bottoms(net, layer, readers, returned))
+        private = private_fresh_bottoms(net, layer, readers, returned)
+        if private:
+            # A ReLU or a sum computed into a bottom that nobody else sees: one allocation
+            # and one pass over memory less. Autograd still works: neither the producer's
+            # backward nor anything else reads the overwritten values.
+            module = defn.lower_in_place(layer, module, private)
         root.add_module(modname, module)
         bn = _fusable_batch_norm(net, layer, readers, returned)
         if bn is not None:
@@ -130,23 +145,6 @@ def private_fresh_bottoms(net, layer, readers, returned):
                 and b not in returned:
             private.append(i)
     return private
-
-
-def _in_place(layer, module, private):
-    """Compute a ReLU or a two-bottom Eltwise SUM in a private bottom, as ReLU(inplace=True)
-    and `out += identity` do in hand-written models: one allocation and one pass over memory
-    less. Autograd still works: neither the producer's backward nor anything else reads
-    the overwritten values."""
-    if not private:
-        return module
-    if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
-        module.inplace = True
-    elif isinstance(module, CaffeEltwise) and module.operation == ELTWISE_SUM \
-            and module.coeff is None and len(layer.bottoms) == 2:
-        # Into the later bottom: the value just computed, still in cache, as `out +=
-        # identity` does (measured: fewer page faults per ResNet-50 forward, 70k -> 60k).
-        return InPlaceSum(private[-1])
-    return module
 
 
 def _share_params(layer, attrs, module, owners):

@@ -7,6 +7,7 @@ them all. `strict=False` loads what matches and returns the rest as a report.
 import numpy as np
 import torch
 
+from compiler.accounting import blob_fits, blobs_by_layer
 from compiler.backends.record import record_of
 from compiler.errors import NetdefError
 from compiler.layers import registry
@@ -28,25 +29,8 @@ def net_blob_slots(net, gm):
     return slots
 
 
-def blobs_by_layer(file_layers):
-    """{layer name: LayerBlobs} of the file's layers that have blobs; the first of a name wins."""
-    by_name = {}
-    for fl in file_layers:
-        if fl.blobs:
-            by_name.setdefault(fl.name, fl)
-    return by_name
-
-
-def blob_fits(arr_shape, want, legacy):
-    """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
-    if tuple(arr_shape) == tuple(want):
-        return True
-    # Old caffemodels store every blob as 4-D num/channels/height/width.
-    return legacy and len(want) <= 4 and tuple(arr_shape) == (1,) * (4 - len(want)) + tuple(want)
-
-
 def load_blobs(net, gm, file_layers, strict=True, file=None):
-    """file_layers: list of caffemodel.LayerBlobs. Returns {"missing", "extra", "mismatched"}."""
+    """file_layers: list of ir.LayerBlobs. Returns {"missing", "extra", "mismatched"}."""
     by_name = blobs_by_layer(file_layers)
     report = {"missing": [], "extra": [], "mismatched": []}
     assignments = []

@@ -6,22 +6,15 @@ list. V2 (`layer`, field 100) and V1 (`layers`, field 2) files both load; blobs 
 with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`.
 """
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.errors import NetdefError
+from compiler.frontends.upgrade import V1_TYPES
+from compiler.ir import LayerBlobs
 from compiler.proto import caffe_pb2
 
 V1_TYPE_NAMES = caffe_pb2.V1LayerParameter.LayerType
-
-
-@dataclass
-class LayerBlobs:
-    name: str
-    type: str
-    blobs: list          # numpy arrays
-    legacy: list         # per blob: True if its shape came from num/channels/height/width
 
 
 class _Reader:
@@ -174,7 +167,6 @@ def parse_caffemodel(buf, file="<bytes>"):
                 blobs.append(arr)
                 legacy.append(is_legacy)
         if v1:
-            from compiler.passes.upgrade import V1_TYPES
             ltype = V1_TYPES.get(ltype, ltype)
         layers.append(LayerBlobs(name, ltype, blobs, legacy))
     if not layers and len(buf):

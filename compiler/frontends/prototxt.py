@@ -4,7 +4,7 @@ Parsing uses protobuf's text format with netdef's own schema, so unknown fields 
 wrong value types are refused with file:line:col. Layer line numbers, which protobuf does
 not keep, come from a light scan of the text for top-level `layer {` / `layers {` blocks.
 Legacy inputs (`input` + `input_dim` / `input_shape`) become Input layers and V1 layers
-are upgraded (passes/upgrade.py), as Caffe does on load.
+are upgraded (frontends/upgrade.py), as Caffe does on load.
 """
 import difflib
 import re
@@ -13,8 +13,8 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from compiler.errors import NetdefError
-from compiler.ir import Layer, Net
-from compiler.passes import upgrade
+from compiler.ir import Net
+from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
@@ -156,8 +156,24 @@ def read_text_file(path):
 
 def parse_net_text(text, file="<string>"):
     """Text -> (NetParameter, {"layer": [lines], "layers": [lines]})."""
-    net = parse_text(text, file, caffe_pb2.NetParameter())
+    try:
+        net = parse_text(text, file, caffe_pb2.NetParameter())
+    except NetdefError:
+        if _is_solver(text):
+            raise NetdefError(file, None, None, "this is a solver file (SolverParameter), not a net",
+                              "train with it: netdef train %s" % file) from None
+        raise
     return net, _layer_lines(text)
+
+
+def _is_solver(text):
+    """Whether the text reads as Caffe's SolverParameter (base_lr, net, max_iter...): users
+    hand `compile` the solver.prototxt that sits beside the net."""
+    try:
+        solver = text_format.Parse(text, caffe_pb2.SolverParameter())
+    except (text_format.ParseError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return solver.ListFields() != []
 
 
 def load_net(path, state=NetState(), text=None):
@@ -175,41 +191,3 @@ def net_from_proto(proto, file=None, lines=None, state=NetState()):
     from compiler.passes.phase import filter_phase
     filter_phase(net, state)
     return net
-
-
-def upgrade_layers(proto, file=None, lines=None):
-    """A NetParameter's layers as Caffe has them after loading, every phase kept: legacy
-    inputs become an Input layer, V1 layers are upgraded, a V1/V2 mix is refused."""
-    lines = lines or {"layer": [], "layers": [], "input": []}
-    if proto.layer and proto.layers:
-        # Point at the first block of the rarer kind: the odd one out is usually the mistake.
-        kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
-        blocks = proto.layers if kind == "layers" else proto.layer
-        raise NetdefError(file, (lines[kind] or [None])[0], blocks[0].name or None,
-                          "the file mixes V2 `layer {}` and V1 `layers {}` blocks (this is the first of "
-                          "its %d %s block(s)); Caffe refuses it (\"Refusing to upgrade inconsistent "
-                          "NetParameter input\")" % (len(blocks), "V1" if kind == "layers" else "V2"),
-                          "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
-                          "`layers { type: CONVOLUTION }` (V1)")
-    if proto.layers:
-        layer_lines = _pad(lines["layers"], len(proto.layers))
-        params = [upgrade.v1_to_v2(v1, file, ln) for v1, ln in zip(proto.layers, layer_lines)]
-    else:
-        params = list(proto.layer)
-        layer_lines = _pad(lines["layer"], len(proto.layer))
-    input_line = (lines.get("input") or [None])[0]
-    try:
-        layers = upgrade.legacy_inputs(proto, file)
-    except NetdefError as e:
-        e.line = e.line or input_line
-        raise
-    for layer in layers:
-        layer.line = input_line
-    for p, ln in zip(params, layer_lines):
-        layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
-    return layers
-
-
-def _pad(seq, n):
-    seq = list(seq)
-    return seq + [None] * (n - len(seq))

@@ -34,15 +34,24 @@ class Elementwise(LayerDef):
 class ReLU(Elementwise):
     type = "ReLU"
     param_field = "relu_param"
+    in_place = True
+    dsl_name = "relu"
+    dsl_abbreviations = {"slope": "negative_slope"}
 
     def module(self, p, shape):
         return nn.LeakyReLU(p.negative_slope) if p.negative_slope else nn.ReLU()
+
+    def lower_in_place(self, layer, module, private):
+        module.inplace = True
+        return module
 
 
 class PReLU(Elementwise):
     """y = max(0, x) + a * min(0, x), a per channel (axis 1) or one shared scalar."""
     type = "PReLU"
     param_field = "prelu_param"
+    in_place = True
+    dsl_name = "prelu"
     blob_names = ("weight",)
 
     def check(self, layer, shape):
@@ -61,6 +70,8 @@ class PReLU(Elementwise):
 class ELU(Elementwise):
     type = "ELU"
     param_field = "elu_param"
+    in_place = True
+    dsl_name = "elu"
 
     def module(self, p, shape):
         return nn.ELU(p.alpha)
@@ -68,6 +79,8 @@ class ELU(Elementwise):
 
 class Sigmoid(Elementwise):
     type = "Sigmoid"
+    param_field = "sigmoid_param"
+    dsl_name = "sigmoid"
 
     def module(self, p, shape):
         return nn.Sigmoid()
@@ -75,6 +88,8 @@ class Sigmoid(Elementwise):
 
 class TanH(Elementwise):
     type = "TanH"
+    param_field = "tanh_param"
+    dsl_name = "tanh"
 
     def module(self, p, shape):
         return nn.Tanh()
@@ -97,6 +112,7 @@ class BNLL(Elementwise):
 class Power(Elementwise):
     type = "Power"
     param_field = "power_param"
+    dsl_name = "power"
 
     def module(self, p, shape):
         return CaffePower(p.power, p.scale, p.shift)
@@ -161,6 +177,10 @@ class Swish(Elementwise):
 class Dropout(Elementwise):
     type = "Dropout"
     param_field = "dropout_param"
+    in_place = True
+    dsl_name = "dropout"
+    dsl_positional = ("dropout_ratio",)
+    dsl_abbreviations = {"ratio": "dropout_ratio"}
 
     def check(self, layer, shape):
         ratio = layer.param.dropout_param.dropout_ratio

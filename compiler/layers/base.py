@@ -10,11 +10,18 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
 - `macs()`: multiply-accumulates per item of the batch;
 - `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
-  and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`.
+  and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`;
+- `lower_in_place()`: the same computation written into a bottom nobody else sees;
+- `in_place`, `aliases_bottom`: how the type treats its blobs (see the attributes);
+- `dsl_name`, `dsl_positional`, `dsl_abbreviations`: how the netdef language calls it;
+- `conv_fc_macs`, `draw_color`, `draw_label()`: how the summary and the drawings show it.
+Every stage asks the definition, never a table of type names, so a type a user registers
+is read, checked, summarised, drawn, converted and run like a built-in one.
 Prototxt emission needs nothing per layer: the IR keeps each layer's LayerParameter.
 
 Caffe's registry (LayerRegistry / REGISTER_LAYER_CLASS) is the model: small and explicit.
 """
+from compiler.proto import is_repeated
 
 
 class ShapeError(Exception):
@@ -43,6 +50,24 @@ class LayerDef:
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()
+    # Caffe nets write this type onto its bottom (top = bottom: ReLU, BatchNorm, Scale,
+    # Dropout, ...). The netdef language's `x -> relu` then rewrites x, and its writer
+    # folds such a layer into the chain of the layer before it.
+    in_place = False
+    # The tops share the bottom's memory instead of holding copies (Caffe's Split): an
+    # in-place layer on one top rewrites them all, which the wiring pass models.
+    aliases_bottom = False
+    # The netdef language's name for the type ("conv"); None: it is called by its type
+    # name. `dsl_positional`: fields of `param_field` given by position after the blobs,
+    # conv(64, 3, 1, 1); `dsl_abbreviations`: keyword -> field, conv(64, k=3, s=2).
+    dsl_name = None
+    dsl_positional = ()
+    dsl_abbreviations = {}
+    # Its MACs are among those the classic papers count (convolutions and fully connected
+    # layers): the summary's "conv/fc" total, which derived-facts.json compares with.
+    conv_fc_macs = False
+    # The fill colour of its box in drawings (None: the default colour).
+    draw_color = None
 
     def params(self, layer):
         return getattr(layer.param, self.param_field) if self.param_field else None
@@ -64,12 +89,41 @@ class LayerDef:
     def lower(self, layer, shapes):
         raise NotImplementedError("%s has no PyTorch lowering" % self.type)
 
+    def lower_in_place(self, layer, module, private):
+        """The module `lower` made, changed to compute into one of the bottoms whose
+        indices are in `private`: fresh tensors no one else reads or sees returned (the
+        backend checks that), as ReLU(inplace=True) and `out += identity` do in
+        hand-written models. The default keeps `module` as it is."""
+        return module
+
+    def draw_label(self, layer):
+        """A short line with the layer's main parameters for its box in drawings
+        ("k3 s1 p1, 64 out"); None: the drawing lists the fields of `param_field`."""
+        return None
+
 
 def prod(dims):
     n = 1
     for d in dims:
         n *= d
     return n
+
+
+def geometry_text(p):
+    """Kernel, stride and pad of a Convolution or Pooling parameter as written, one value
+    when every spatial axis has it: "k3 s2 p1", "k3x1 s1 p1x0"."""
+    def per_axis(field, h, w, default):
+        if p.HasField(h) or p.HasField(w):
+            return [getattr(p, h) if p.HasField(h) else default, getattr(p, w) if p.HasField(w) else default]
+        if is_repeated(p.DESCRIPTOR.fields_by_name[field]):     # Convolution repeats them
+            return list(getattr(p, field)) or [default]
+        return [getattr(p, field)] if p.HasField(field) else [default]     # Pooling does not
+
+    def one(values):
+        return str(values[0]) if len(set(values)) == 1 else "x".join(str(v) for v in values)
+    return "k%s s%s p%s" % (one(per_axis("kernel_size", "kernel_h", "kernel_w", "?")),
+                            one(per_axis("stride", "stride_h", "stride_w", 1)),
+                            one(per_axis("pad", "pad_h", "pad_w", 0)))
 
 
 def canonical_axis(axis, ndim, what="axis"):

@@ -8,7 +8,7 @@ Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping
 import torch.nn as nn
 from torch.nn.utils import skip_init
 
-from compiler.layers.base import LayerDef, ShapeError, prod, spatial_geometry
+from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.layers.fillers import fill
 
 
@@ -16,6 +16,19 @@ class _ConvBase(LayerDef):
     param_field = "convolution_param"
     blob_names = ("weight", "bias")
     transposed = False
+    dsl_positional = ("num_output", "kernel_size", "stride", "pad")
+    dsl_abbreviations = dict(k="kernel_size", s="stride", p="pad", d="dilation", g="group", bias="bias_term")
+    conv_fc_macs = True
+    draw_color = "#ff9a8a"
+
+    def draw_label(self, layer):
+        c = layer.param.convolution_param
+        text = geometry_text(c)
+        if c.group != 1:
+            text += " g%d" % c.group
+        if list(c.dilation) and set(c.dilation) != {1}:
+            text += " d%s" % "x".join(str(d) for d in c.dilation)
+        return "%s, %s out" % (text, c.num_output if c.HasField("num_output") else "?")
 
     def geometry(self, layer, shape):
         p = layer.param.convolution_param
@@ -85,6 +98,7 @@ def _divisors(a, b):
 class Convolution(_ConvBase):
     type = "Convolution"
     fresh_output = True
+    dsl_name = "conv"
 
     def shape(self, layer, shapes):
         shape = shapes[0]
@@ -104,6 +118,7 @@ class Convolution(_ConvBase):
 class Deconvolution(_ConvBase):
     type = "Deconvolution"
     transposed = True
+    dsl_name = "deconv"
 
     def shape(self, layer, shapes):
         shape = shapes[0]

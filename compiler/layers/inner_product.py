@@ -17,6 +17,15 @@ class InnerProduct(LayerDef):
     fresh_output = True
     param_field = "inner_product_param"
     blob_names = ("weight", "bias")
+    dsl_name = "fc"
+    dsl_positional = ("num_output",)
+    dsl_abbreviations = {"bias": "bias_term"}
+    conv_fc_macs = True
+    draw_color = "#d9a3f5"
+
+    def draw_label(self, layer):
+        q = layer.param.inner_product_param
+        return "%s out" % (q.num_output if q.HasField("num_output") else "?")
 
     def _dims(self, layer, shape):
         p = layer.param.inner_product_param

@@ -11,6 +11,7 @@ from compiler.layers.base import LayerDef, ShapeError
 class Input(LayerDef):
     type = "Input"
     param_field = "input_param"
+    draw_color = "#c8e6c9"
     bottoms = (0, 0)
     tops = (1, None)
     is_input = True

@@ -95,6 +95,7 @@ class SoftmaxWithLoss(LossLayer):
     master crashes on a second top, BVLC/caffe#2968; netdef does what the forks that
     fixed it do)."""
     type = "SoftmaxWithLoss"
+    dsl_name = "softmax_loss"
     tops = (1, 2)
 
     def axis(self, layer, shapes):
@@ -262,6 +263,7 @@ class Accuracy(LayerDef):
     against it), skipping ignore_label; a second top gives the accuracy per class."""
     type = "Accuracy"
     param_field = "accuracy_param"
+    dsl_name = "accuracy"
     bottoms = (2, 2)
     tops = (1, 2)
 

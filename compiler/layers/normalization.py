@@ -26,6 +26,9 @@ ACROSS_CHANNELS, WITHIN_CHANNEL = 0, 1
 class LRN(LayerDef):
     type = "LRN"
     param_field = "lrn_param"
+    dsl_name = "lrn"
+    dsl_positional = ("local_size",)
+    dsl_abbreviations = {"size": "local_size"}
 
     def shape(self, layer, shapes):
         self._check(layer, shapes[0])
@@ -71,6 +74,9 @@ class BatchNorm(LayerDef):
     type = "BatchNorm"
     fresh_output = True
     param_field = "batch_norm_param"
+    in_place = True
+    dsl_name = "bn"
+    dsl_abbreviations = {"global": "use_global_stats"}
     blob_names = ("mean", "variance", "factor")
     stat_blobs = (0, 1, 2)
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from compiler.layers.base import LayerDef, ShapeError, spatial_geometry
+from compiler.layers.base import LayerDef, ShapeError, geometry_text, spatial_geometry
+from compiler.proto import caffe_pb2
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
 FLT_MAX = 3.4028234663852886e38
@@ -31,6 +32,15 @@ def pooled_size(size, kernel, pad, stride, ceil):
 class Pooling(LayerDef):
     type = "Pooling"
     param_field = "pooling_param"
+    dsl_name = "pool"
+    dsl_positional = ("pool", "kernel_size", "stride", "pad")
+    dsl_abbreviations = {"k": "kernel_size", "s": "stride", "p": "pad", "global": "global_pooling"}
+    draw_color = "#ffc266"
+
+    def draw_label(self, layer):
+        q = layer.param.pooling_param
+        method = caffe_pb2.PoolingParameter.PoolMethod.Name(q.pool)
+        return method + (" global" if q.global_pooling else " " + geometry_text(q))
 
     def geometry(self, layer, shape):
         p = layer.param.pooling_param

@@ -12,6 +12,7 @@ ASUM, SUMSQ, MEAN = (caffe_pb2.ReductionParameter.ASUM, caffe_pb2.ReductionParam
 class Softmax(LayerDef):
     type = "Softmax"
     param_field = "softmax_param"
+    dsl_name = "softmax"
 
     def shape(self, layer, shapes):
         canonical_axis(layer.param.softmax_param.axis, len(shapes[0]))

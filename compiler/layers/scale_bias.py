@@ -56,6 +56,9 @@ class Scale(_Broadcast):
     type = "Scale"
     fresh_output = True
     param_field = "scale_param"
+    in_place = True
+    dsl_name = "scale"
+    dsl_abbreviations = {"bias": "bias_term"}
     blob_names = ("weight", "bias")
 
     def blob_shapes(self, layer, shapes):
@@ -86,6 +89,8 @@ class Scale(_Broadcast):
 class Bias(_Broadcast):
     type = "Bias"
     param_field = "bias_param"
+    in_place = True
+    dsl_name = "bias"
     blob_names = ("bias",)
 
     def blob_shapes(self, layer, shapes):

@@ -32,6 +32,9 @@ class Eltwise(LayerDef):
     type = "Eltwise"
     fresh_output = True
     param_field = "eltwise_param"
+    dsl_name = "eltwise"
+    dsl_positional = ("operation",)
+    draw_color = "#b3e5fc"
     bottoms = (2, None)
 
     def check(self, layer, shapes):
@@ -64,6 +67,14 @@ class Eltwise(LayerDef):
         p = self.check(layer, shapes)
         coeff = list(p.coeff) if p.operation == SUM and p.coeff else None
         return CaffeEltwise(p.operation, coeff)
+
+    def lower_in_place(self, layer, module, private):
+        p = layer.param.eltwise_param
+        if p.operation == SUM and not p.coeff and len(layer.bottoms) == 2:
+            # Into the later bottom: the value just computed, still in cache, as `out +=
+            # identity` does (measured: fewer page faults per ResNet-50 forward, 70k -> 60k).
+            return InPlaceSum(private[-1])
+        return module
 
 
 def _projection_hint(names, shapes):
@@ -163,6 +174,8 @@ def _legacy_axis(p, legacy, shape, what):
 class Concat(LayerDef):
     type = "Concat"
     param_field = "concat_param"
+    dsl_name = "concat"
+    draw_color = "#b3e5fc"
     bottoms = (1, None)
 
     def axis(self, layer, shapes):
@@ -234,6 +247,7 @@ class CaffeConcat(nn.Module):
 class Slice(LayerDef):
     type = "Slice"
     param_field = "slice_param"
+    dsl_name = "slice"
     tops = (1, None)
 
     def axis(self, layer, shape):
@@ -288,6 +302,8 @@ class Split(LayerDef):
     (an in-place write on one top rewrites them all); the gradients of the tops add up."""
     type = "Split"
     tops = (1, None)
+    aliases_bottom = True
+    dsl_name = "split"
 
     def shape(self, layer, shapes):
         not_in_place(layer)
@@ -314,6 +330,7 @@ class Crop(LayerDef):
     bottom only gives the size: its values are never read (nor get a gradient)."""
     type = "Crop"
     param_field = "crop_param"
+    dsl_name = "crop"
     bottoms = (2, 2)
 
     def offsets(self, layer, shapes):
@@ -365,6 +382,7 @@ class CaffeCrop(nn.Module):
 class Flatten(LayerDef):
     type = "Flatten"
     param_field = "flatten_param"
+    dsl_name = "flatten"
 
     def axes(self, layer, shape):
         not_in_place(layer)
@@ -387,6 +405,8 @@ class Flatten(LayerDef):
 class Reshape(LayerDef):
     type = "Reshape"
     param_field = "reshape_param"
+    dsl_name = "reshape"
+    dsl_positional = ("shape",)
 
     def shape(self, layer, shapes):
         not_in_place(layer)
@@ -499,6 +519,7 @@ class Silence(LayerDef):
     """Reads its bottoms so that they are not net outputs; computes nothing, and gives
     them no gradient."""
     type = "Silence"
+    dsl_name = "silence"
     bottoms = (1, None)
     tops = (0, 0)
 

@@ -4,7 +4,9 @@ Each layer's rule lives in its LayerDef. This pass feeds it the bottoms' shapes,
 the tops' shapes on the blobs, and turns every failure into a located NetdefError. It
 goes on past a failing layer (skipping only what depends on it) so that one run reports
 every problem. `input_shapes` ({blob name: shape}) overrides what the net declares, as
-Caffe's Net::Reshape does when the inputs change size.
+Caffe's Net::Reshape does when the inputs change size. An input layer's tops that it does
+not give are shaped by the source-shapes function registered for the layer's type (a data
+layer's source, see compiler/layers/registry.py), else by the layer's own rule.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
@@ -56,6 +58,8 @@ def infer_shapes(net, input_shapes=None):
             check_count(layer.bottoms, defn.bottoms, "%s takes %%s bottoms, got %%d" % layer.type)
             check_count(layer.tops, defn.tops, "%s gives %%s tops, got %%d" % layer.type)
             given = [input_shapes.get(net.blobs[t].name) for t in layer.tops]
+            if defn.is_input and not all(g is not None for g in given):
+                given = _with_source_shapes(layer, net.file, given)
             if not layer.bottoms and all(g is not None for g in given):
                 out = [tuple(int(d) for d in g) for g in given]
             else:
@@ -67,11 +71,27 @@ def infer_shapes(net, input_shapes=None):
             errors.append(NetdefError(layer.file, layer.line, layer.name, _with_shapes(e.message, net, layer),
                                       e.hint))
             continue
+        except NetdefError as e:        # a source-shapes function that could not read the source
+            errors.extend(getattr(e, "errors", [e]))
+            continue
         for t, s in zip(layer.tops, out):
             net.blobs[t].shape = s
     if errors:
         raise NetdefErrors(errors)
     return net
+
+
+def _with_source_shapes(layer, net_file, given):
+    """The shapes of an input layer's tops: those the user gave, the others from the
+    source-shapes function registered for its type (registry.register_source_shapes:
+    netdef/data reads a data layer's first record), else None."""
+    source = registry.source_shapes(layer, net_file)
+    if source is None:
+        return given
+    if len(source) != len(layer.tops):
+        raise ShapeError("the source of this %s layer gives %d top shapes for its %d tops"
+                         % (layer.type, len(source), len(layer.tops)))
+    return [g if g is not None else s for g, s in zip(given, source)]
 
 
 def _with_shapes(message, net, layer):

@@ -2,72 +2,24 @@
 
 `validate` runs the wiring and shapes passes on a freshly read net and collects their
 errors instead of stopping at the first pass that fails, so that `netdef check` lists them
-all and `netdef draw` can still show the valid part of a broken net. `check_memory`
+all and `netdef draw` can still show the valid part of a broken net; the shapes a source
+asserts (`expect` in the netdef language) are among the checks. `check_memory`
 refuses a net whose declared blobs would not fit a memory budget, before anything is
 allocated. `check_weights` compares a caffemodel's blobs with the net, one located error
 per layer.
 """
 import math
-import os
-import re
 
+from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, blob_fits, blobs_by_layer, human_bytes,
+                                 layer_params, memory_budget)
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
-from compiler.layers.base import ShapeError, prod
+from compiler.layers.base import ShapeError
 from compiler.layers.fillers import FILLER_TYPES
+from compiler.passes.expectations import check_expected_shapes
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.wiring import wire
 from compiler.proto import is_repeated
-
-DEFAULT_MAX_MEMORY = 16 << 30
-MEMORY_ENV = "NETDEF_MAX_MEMORY"
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text):
-    """"16G", "512MiB", "1.5g", "1000000" -> bytes. Raises ValueError."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text), re.I)
-    if not m:
-        raise ValueError("%r is not a size (e.g. 16G, 512M, 1000000)" % text)
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def memory_budget(value=None):
-    """Bytes allowed: `value` (bytes or a size string), else $NETDEF_MAX_MEMORY, else 16 GiB."""
-    if value is None:
-        value = os.environ.get(MEMORY_ENV)
-        if not value:
-            return DEFAULT_MAX_MEMORY
-        try:
-            return parse_size(value)
-        except ValueError as e:
-            raise NetdefError(None, None, None, "%s: %s" % (MEMORY_ENV, e)) from None
-    return value if isinstance(value, int) else parse_size(value)
-
-
-def human_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
-
-
-def layer_params(net, layer, seen_shared):
-    """Learnable blob elements of one layer; a shared blob counts once (`seen_shared` holds
-    the param names already counted), BatchNorm's statistics do not count."""
-    defn = registry.get(layer.type)
-    shapes = [net.blobs[b].shape for b in layer.bottoms]
-    total = 0
-    for i, s in enumerate(defn.blob_shapes(layer, shapes)):
-        spec = layer.param.param[i] if i < len(layer.param.param) else None
-        if spec is not None and spec.name:
-            if spec.name in seen_shared:
-                continue
-            seen_shared.add(spec.name)
-        if i not in defn.stat_blobs:
-            total += prod(s)
-    return total
-
 
 def check_memory(net, budget=None):
     """Refuse a shaped net whose float32 blobs (every top of every layer, and the learnable
@@ -76,10 +28,10 @@ def check_memory(net, budget=None):
     activations, params, largest = 0, 0, (0, None)
     seen = set()
     for layer in net.layers:
-        size = sum(4 * prod(net.blobs[t].shape) for t in layer.tops)
+        size = sum(blob_bytes(net.blobs[t].shape) for t in layer.tops)
         activations += size
         largest = max(largest, (size, layer), key=lambda x: x[0])
-        params += 4 * layer_params(net, layer, seen)
+        params += BYTES_PER_VALUE * layer_params(net, layer, seen)
     if activations + params <= budget:
         return
     size, layer = largest
@@ -113,6 +65,7 @@ def validate(net, input_shapes=None, max_memory=None):
     errors.extend(check_fillers(net))
     errors.extend(check_blob_shapes(net, {e.layer for e in errors}))
     errors.extend(check_shared_params(net, {e.layer for e in errors}))
+    errors.extend(check_expected_shapes(net))
     if not errors:
         try:
             check_memory(net, max_memory)
@@ -197,9 +150,8 @@ def check_shared_params(net, skip=()):
 
 
 def check_weights(net, file_layers, file):
-    """Compare caffemodel blobs (caffemodel.LayerBlobs) with a valid, shaped net: one error
+    """Compare a weights file's blobs (ir.LayerBlobs) with a valid, shaped net: one error
     per layer, located at the layer in the net file."""
-    from compiler.backends.torch_weights import blob_fits, blobs_by_layer
     by_name = blobs_by_layer(file_layers)
     errors = []
     names = set()

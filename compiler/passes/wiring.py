@@ -11,6 +11,7 @@ import difflib
 
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.ir import Blob
+from compiler.layers import registry
 
 
 def wire(net):
@@ -97,7 +98,8 @@ def wire(net):
             group = aliases.get(t, {t})
             for name in group:
                 current[name] = sid
-        if layer.type == "Split" and len(layer.bottoms) == 1:
+        defn = registry.get(layer.type)
+        if defn is not None and defn.aliases_bottom and len(layer.bottoms) == 1:
             group = set(aliases.get(p.bottom[0], {p.bottom[0]})) | set(p.top)
             for name in group:
                 aliases[name] = group

@@ -1,6 +1,7 @@
 """Subcommands of the `netdef` CLI, and the argument helpers they share."""
 import argparse
 import os
+import shutil
 import tempfile
 
 
@@ -35,7 +36,7 @@ def add_net_arguments(p):
 
 
 def memory_size(text):
-    from compiler.passes.validate import parse_size
+    from compiler.accounting import parse_size
     try:
         return parse_size(text)
     except ValueError as e:
@@ -92,18 +93,64 @@ def resolve_device(args):
     return parse_device(args.device or "cpu")
 
 
-def write_atomic(path, write):
-    """Write through a temporary file so that a failure leaves no partial output behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1] or ".tmp")
-    os.close(fd)
+def refuse_input_as_output(path, inputs):
+    """An output that is one of the command's input files (same inode, whatever the
+    spelling or link) is refused: writing it would destroy what the command reads."""
+    from compiler.errors import NetdefError
+    for source in inputs:
+        if source and os.path.exists(source) and os.path.exists(path) and os.path.samefile(source, path):
+            raise NetdefError(str(path), None, None, "the output is the input file %s; writing it would "
+                              "destroy the input" % source, "choose another output file")
+
+
+def write_atomic(path, write, inputs=()):
+    """Write `path` so that no failure leaves a partial, stray or damaged file behind.
+
+    `write(tmp)` writes the content to the temporary path it is given (same suffix as
+    `path`). A regular file (or none) is replaced by rename after fsync, so readers see the
+    old file or the whole new one. A symlink is written through (its target is replaced,
+    the link stays); a device or FIFO (`-o /dev/null`, `-o /dev/stdout`) is written into,
+    never renamed over. `inputs` are the files the command read: an output that is one of
+    them (same inode) is refused before anything is written. Every failure (a directory,
+    a missing or read-only folder, a full disk) is a NetdefError naming the output."""
+    import stat
+    from compiler.errors import NetdefError
+    shown = str(path)
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise NetdefError(shown, None, None, "the output is a directory", "give a file name")
+    refuse_input_as_output(path, inputs)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise NetdefError(shown, None, None, "cannot write: the folder %s does not exist" % directory)
+    special = os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode)
+    tmp = None
     try:
+        # A device or FIFO gets the content from a temporary file elsewhere, then written into it.
+        fd, tmp = tempfile.mkstemp(dir=None if special else directory,
+                                   suffix=os.path.splitext(target)[1] or ".tmp", prefix=".netdef-")
+        os.close(fd)
+        if special:
+            write(tmp)
+            with open(tmp, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return
         # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         write(tmp)
-        os.replace(tmp, path)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        tmp = None
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise NetdefError(shown, None, None, "cannot write: %s" % (e.strerror or e)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

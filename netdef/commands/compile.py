@@ -22,19 +22,20 @@ def add_parser(sub):
 def run(args):
     import netdef
     from compiler.backends.summary import format_summary
+    sources = [args.net] + ([args.weights] if args.weights else [])
     net = parse_net(args)
     gm = netdef.compile_net(net, args.weights, strict=not args.no_strict, fast=args.fast)
     print(format_summary(netdef.record(gm).net, args.format))
     if args.output:
-        write_atomic(args.output, lambda tmp: netdef.save(gm, tmp))
+        write_atomic(args.output, lambda tmp: netdef.save(gm, tmp), inputs=sources)
         print("saved %s" % args.output)
     if args.export_caffemodel:
-        write_atomic(args.export_caffemodel, lambda tmp: netdef.export(gm, tmp))
+        write_atomic(args.export_caffemodel, lambda tmp: netdef.export(gm, tmp), inputs=sources)
         print("wrote %s" % args.export_caffemodel)
     if args.export_prototxt:
         from pathlib import Path
         from compiler.backends.prototxt import net_to_text
         text = net_to_text(netdef.record(gm).net)
-        write_atomic(args.export_prototxt, lambda tmp: Path(tmp).write_text(text))
+        write_atomic(args.export_prototxt, lambda tmp: Path(tmp).write_text(text), inputs=sources)
         print("wrote %s" % args.export_prototxt)
     return 0

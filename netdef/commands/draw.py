@@ -36,7 +36,7 @@ def run(args):
     else:
         dot = draw.to_dot(view, args.rankdir, args.show_lr_mult)
         content = dot.encode("utf-8") if suffix == ".dot" else draw.run_dot(dot, suffix[1:])
-    write_atomic(args.output, lambda tmp: Path(tmp).write_bytes(content))
+    write_atomic(args.output, lambda tmp: Path(tmp).write_bytes(content), inputs=[args.net])
     for e in errors:
         print("warning: %s" % e, file=sys.stderr)
     print("drew %d layers to %s%s" % (len(net.layers), args.output,

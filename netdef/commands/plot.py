@@ -4,7 +4,6 @@ Training curves from a training log: netdef's (`netdef train --log FILE`) or rea
 Needs matplotlib (`pip install 'netdef[plot]'`); without it the command says so and exits 1."""
 import sys
 
-from compiler.errors import NetdefError
 from netdef.commands import write_atomic
 
 
@@ -26,10 +25,8 @@ def run(args):
         print("error: netdef plot needs matplotlib, which is not installed: "
               "pip install 'netdef[plot]' (or pip install matplotlib)", file=sys.stderr)
         return 1
-    try:
-        write_atomic(args.output, lambda tmp: plot(curves, tmp, args.title or os.path.basename(args.log)))
-    except OSError as e:
-        raise NetdefError(args.output, None, None, "cannot write the image: %s" % (e.strerror or e)) from None
+    write_atomic(args.output, lambda tmp: plot(curves, tmp, args.title or os.path.basename(args.log)),
+                 inputs=[args.log])
     print("wrote %s: %d iterations, %d test net(s)" % (args.output, len(curves.loss.iterations),
                                                        len(curves.test_outputs)))
     return 0

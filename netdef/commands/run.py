@@ -24,13 +24,11 @@ def run(args):
     import numpy as np
     import torch
     import netdef
+    from compiler.passes.validate import memory_budget
+    from netdef.npz import read_npz, write_npz
     from netdef.training.device import autocast, place_inputs, place_module
     device = resolve_device(args)
-    try:
-        with np.load(args.input, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise NetdefError(args.input, None, None, "cannot read input arrays: %s" % e) from None
+    arrays = read_npz(args.input, memory_budget(args.max_memory))
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
                             strict=not args.no_strict, fast=args.fast)
@@ -43,8 +41,10 @@ def run(args):
     inputs = place_inputs({n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in input_names},
                           device, args.channels_last)
     with torch.no_grad(), autocast(device, args.precision):
-        out = gm(**inputs)
+        # Positionally: a blob name need not be a Python identifier ("input.1").
+        out = gm(*[inputs[n] for n in input_names])
     result = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
-    write_atomic(args.output, lambda tmp: np.savez(tmp, **result))
+    write_atomic(args.output, lambda tmp: write_npz(tmp, result),
+                 inputs=[args.net, args.input] + ([args.weights] if args.weights else []))
     print("wrote %d blobs to %s" % (len(result), args.output))
     return 0

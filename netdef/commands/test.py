@@ -27,15 +27,6 @@ def add_parser(sub):
     return p
 
 
-def read_arrays(path):
-    import numpy as np
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise NetdefError(path, None, None, "cannot read input arrays: %s" % e) from None
-
-
 def check_arrays(path, arrays, input_names, iterations):
     """The arrays checked against the net's inputs -> ({input name: array}, iterations)."""
     missing = [n for n in input_names if n not in arrays]
@@ -55,13 +46,15 @@ def check_arrays(path, arrays, input_names, iterations):
 
 def run(args):
     import netdef
+    from compiler.passes.validate import memory_budget
+    from netdef.npz import read_npz
     from netdef.training.device import place_module
     from netdef.training.log import caffe_float, loss_note
     from netdef.training.scoring import array_batches, loss_weights, score
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
     device = resolve_device(args)
-    arrays = read_arrays(args.input) if args.input is not None else {}
+    arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input is not None else {}
     flat = [n for n, a in arrays.items() if a.ndim < 2]
     if flat:
         raise NetdefError(args.input, None, None, "array %s has no batch axis after the first one"

@@ -46,6 +46,8 @@ def score(gm, net, batches, iterations, device, precision="fp32", channels_last=
     on_batch(i, [(name, flat values)]) sees each pass's outputs, for caffe test's
     `Batch i, name = value` lines. Runs under torch.no_grad(); the module keeps whichever
     train/eval mode it is in (the phase it was built for)."""
+    import netdef
+    input_names = netdef.record(gm).input_names
     weights = loss_weights(net)
     sums, loss = None, 0.0
     batches = iter(batches)
@@ -53,7 +55,8 @@ def score(gm, net, batches, iterations, device, precision="fp32", channels_last=
         for i in range(iterations):
             inputs = place_inputs(next(batches), device, channels_last)
             with autocast(device, precision):
-                out = gm(**inputs)
+                # Positionally: a blob name need not be a Python identifier ("input.1").
+                out = gm(*[inputs[n] for n in input_names])
             loss += float(sum(w * out[name].float().sum() for name, w in weights.items()))
             values = [(name, out[name].detach().float().reshape(-1)) for name in net.outputs]
             if on_batch is not None:

@@ -19,8 +19,7 @@ import torch
 
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.record import record_of
-from compiler.frontends.caffemodel import LayerBlobs
-from compiler.ir import Layer, Net
+from compiler.ir import Layer, LayerBlobs, Net
 from compiler.layers.conv import Convolution
 from compiler.layers.normalization import BatchNorm
 from compiler.layers.scale_bias import Scale

@@ -1,5 +1,6 @@
 """Parsing the netdef language: lark LALR(1) over grammar/netdef.lark, a postlexer for
-newlines, and syntax errors in words with file:line:col and a caret under the column.
+newlines, the {expressions} inside strings ("res{i + 1}"), and syntax errors in words
+with file:line:col and a caret under the column.
 
 The Lark object is built once per process (about 0.1 s) and reused; parsing a file is
 then a few milliseconds.
@@ -80,8 +81,9 @@ def source_excerpt(lines, line, col):
     return "\n  | %s\n  | %s" % (text.replace("\t", " "), caret)
 
 
-def located(file, lines, line, col, message, hint=None, layer=None):
-    return NetdefError(file, line, layer, message + source_excerpt(lines, line, col), hint, col=col)
+def located(file, lines, line, col, message, hint=None):
+    """A NetdefError at file:line:col, its message followed by the source line and a caret."""
+    return NetdefError(file, line, None, message + source_excerpt(lines, line, col), hint, col=col)
 
 
 def parse(text, file, start="start", line_offset=0, col_offset=0, lines=None):
@@ -189,3 +191,57 @@ def token_pos(node):
         if pos != (None, None):
             return pos
     return None, None
+
+
+def parse_template(tok, file, lines):
+    """A string token -> its parts: "res{stage}{letter(i)}_branch2a" -> ["res", <tree>,
+    <tree>, "_branch2a"], each expression parsed and placed at its position in the file.
+    `lines` are the file's, for error excerpts."""
+    raw = str(tok)[1:-1]
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+    parts, text, i = [], [], 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "\\" and i + 1 < len(raw):
+            text.append(escapes.get(raw[i + 1], "\\" + raw[i + 1]))
+            i += 2
+        elif c in "{}" and raw[i + 1:i + 2] == c:
+            text.append(c)
+            i += 2
+        elif c == "{":
+            end = raw.find("}", i)
+            if end < 0:
+                raise located(file, lines, tok.line, tok.column + 1 + i,
+                              "unclosed { in a string", "write {{ for a brace itself")
+            if text:
+                parts.append("".join(text))
+                text = []
+            col0 = tok.column + 1 + i
+            tree = parse(raw[i + 1:end], file, start="expr", line_offset=tok.line - 1, col_offset=col0,
+                         lines=lines)
+            _shift(tree, tok.line - 1, col0)
+            parts.append(tree)
+            i = end + 1
+        elif c == "}":
+            raise located(file, lines, tok.line, tok.column + 1 + i,
+                          "unmatched } in a string", "write }} for a brace itself")
+        else:
+            text.append(c)
+            i += 1
+    if text or not parts:
+        parts.append("".join(text))
+    return parts
+
+
+def _shift(tree, dline, dcol):
+    """Move a template expression's positions from its own text to the file."""
+    for sub in tree.iter_subtrees():
+        if not sub.meta.empty:
+            if sub.meta.line == 1:
+                sub.meta.column += dcol
+            sub.meta.line += dline
+        for tok in sub.children:
+            if isinstance(tok, Token) and tok.line is not None:
+                if tok.line == 1:
+                    tok.column += dcol
+                tok.line += dline

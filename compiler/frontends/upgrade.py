@@ -82,3 +82,41 @@ def legacy_inputs(proto, file=None):
         raise NetdefError(file, None, None, "inputs %s have no shape" % list(proto.input),
                           "add input_shape { dim: ... } or four input_dim per input")
     return [Layer(name="input", type="Input", param=param, line=None, file=file)]
+
+
+def upgrade_layers(proto, file=None, lines=None):
+    """A NetParameter's layers as Caffe has them after loading, every phase kept: legacy
+    inputs become an Input layer, V1 layers are upgraded, a V1/V2 mix is refused."""
+    lines = lines or {"layer": [], "layers": [], "input": []}
+    if proto.layer and proto.layers:
+        # Point at the first block of the rarer kind: the odd one out is usually the mistake.
+        kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
+        blocks = proto.layers if kind == "layers" else proto.layer
+        raise NetdefError(file, (lines[kind] or [None])[0], blocks[0].name or None,
+                          "the file mixes V2 `layer {}` and V1 `layers {}` blocks (this is the first of "
+                          "its %d %s block(s)); Caffe refuses it (\"Refusing to upgrade inconsistent "
+                          "NetParameter input\")" % (len(blocks), "V1" if kind == "layers" else "V2"),
+                          "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
+                          "`layers { type: CONVOLUTION }` (V1)")
+    if proto.layers:
+        layer_lines = _pad(lines["layers"], len(proto.layers))
+        params = [v1_to_v2(v1, file, ln) for v1, ln in zip(proto.layers, layer_lines)]
+    else:
+        params = list(proto.layer)
+        layer_lines = _pad(lines["layer"], len(proto.layer))
+    input_line = (lines.get("input") or [None])[0]
+    try:
+        layers = legacy_inputs(proto, file)
+    except NetdefError as e:
+        e.line = e.line or input_line
+        raise
+    for layer in layers:
+        layer.line = input_line
+    for p, ln in zip(params, layer_lines):
+        layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
+    return layers
+
+
+def _pad(seq, n):
+    seq = list(seq)
+    return seq + [None] * (n - len(seq))

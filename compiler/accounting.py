@@ -1,0 +1,88 @@
+"""Counting a net: learnable parameters, bytes of memory, and which blobs of a weights file
+fill which blobs of the net.
+
+These facts are read by several stages (the checks in passes/validate.py, the summary and
+the drawings, the weight loader), so they live beneath all of them, beside the IR, and
+import nothing but the IR's pieces and the layer definitions.
+"""
+import os
+import re
+
+from compiler.errors import NetdefError
+from compiler.layers import registry
+from compiler.layers.base import prod
+
+DEFAULT_MAX_MEMORY = 16 << 30
+MEMORY_ENV = "NETDEF_MAX_MEMORY"
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# Caffe's blobs are float32.
+BYTES_PER_VALUE = 4
+
+
+def parse_size(text):
+    """"16G", "512MiB", "1.5g", "1000000" -> bytes. Raises ValueError."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text), re.I)
+    if not m:
+        raise ValueError("%r is not a size (e.g. 16G, 512M, 1000000)" % text)
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def memory_budget(value=None):
+    """Bytes allowed: `value` (bytes or a size string), else $NETDEF_MAX_MEMORY, else 16 GiB."""
+    if value is None:
+        value = os.environ.get(MEMORY_ENV)
+        if not value:
+            return DEFAULT_MAX_MEMORY
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            raise NetdefError(None, None, None, "%s: %s" % (MEMORY_ENV, e)) from None
+    return value if isinstance(value, int) else parse_size(value)
+
+
+def human_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+
+
+def blob_bytes(shape):
+    """Bytes of one float32 blob of `shape`."""
+    return BYTES_PER_VALUE * prod(shape)
+
+
+def layer_params(net, layer, seen_shared):
+    """Learnable blob elements of one shaped layer; a shared blob counts once (`seen_shared`
+    holds the param names already counted), statistics (LayerDef.stat_blobs: BatchNorm's
+    mean, variance and factor) do not count."""
+    defn = registry.get(layer.type)
+    shapes = [net.blobs[b].shape for b in layer.bottoms]
+    total = 0
+    for i, s in enumerate(defn.blob_shapes(layer, shapes)):
+        spec = layer.param.param[i] if i < len(layer.param.param) else None
+        if spec is not None and spec.name:
+            if spec.name in seen_shared:
+                continue
+            seen_shared.add(spec.name)
+        if i not in defn.stat_blobs:
+            total += prod(s)
+    return total
+
+
+def blobs_by_layer(file_layers):
+    """{layer name: LayerBlobs} of a weights file's layers that have blobs; the first of a
+    name wins, as in Caffe's Net::CopyTrainedLayersFrom."""
+    by_name = {}
+    for fl in file_layers:
+        if fl.blobs:
+            by_name.setdefault(fl.name, fl)
+    return by_name
+
+
+def blob_fits(arr_shape, want, legacy):
+    """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
+    if tuple(arr_shape) == tuple(want):
+        return True
+    # Old caffemodels store every blob as 4-D num/channels/height/width.
+    return legacy and len(want) <= 4 and tuple(arr_shape) == (1,) * (4 - len(want)) + tuple(want)
