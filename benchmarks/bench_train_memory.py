@@ -13,6 +13,8 @@ Figures:
 Children run with MALLOC_MMAP_THRESHOLD_=131072 so that resident memory follows the live
 tensors (bench_memory.py says why).
 
+Contenders: netdef's Solver (SGD, Caffe's arithmetic), netdef's module with
+torch.optim.SGD, the hand-written model with torch.optim.SGD (momentum 0.9, decay 5e-4).
 Ratio: hand-written / netdef (higher is better); target: netdef at most 1.1x the
 hand-written model's step, a ratio of at least 0.91.
 """
@@ -34,30 +36,41 @@ def status_kb():
 def child(kind, batch):
     import torch
     import torch.nn.functional as F
-    from bench_training import LR, MOMENTUM, WEIGHT_DECAY, data, module_groups, resnet50_train_prototxt
+    from bench_training import LR, MOMENTUM, WEIGHT_DECAY, data, resnet50_train_prototxt, sgd_solver
     import netdef
     from handwritten_resnet50 import ResNet50
     base = status_kb()["VmRSS"]
     x, label = data(batch, (3, 224, 224), 1000, 0)
-    if kind == "hand":
-        model = ResNet50().train()
-        opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-        target = label.long()
+    net_file = resnet50_train_prototxt(batch)
+    if kind == "solver":
+        solver = sgd_solver(net_file, None, None, x, label, SCRATCH / "memory-bench")
+        params = [e.tensor for e in solver.params]
 
         def step():
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model.logits(x), target).backward()
-            opt.step()
+            solver.step(1)
     else:
-        gm = netdef.load(resnet50_train_prototxt(batch), phase="TRAIN")
-        opt = torch.optim.SGD(module_groups(gm), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        if kind == "hand":
+            model = ResNet50().train()
+            params = list(model.parameters())
+            target = label.long()
+
+            def loss():
+                return F.cross_entropy(model.logits(x), target)
+        else:
+            gm = netdef.load(net_file, phase="TRAIN")
+            params = [p for p in gm.parameters() if p.requires_grad]
+
+            def loss():
+                return gm(x, label)["loss"]
+        opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            gm(x, label)["loss"].backward()
+            loss().backward()
             opt.step()
     step()
-    opt.zero_grad(set_to_none=True)
+    for p in params:
+        p.grad = None
     before = status_kb()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -75,7 +88,7 @@ def main():
     if args.child:
         return child(args.child, args.batch)
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    kinds = ["module", "hand"]
+    kinds = ["solver", "module", "hand"]
     runs = {k: [] for k in kinds}
     for _ in range(args.rounds):
         for kind in kinds:
@@ -84,10 +97,11 @@ def main():
                                  env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")).stdout
             runs[kind].append(json.loads(out.strip().splitlines()[-1]))
     mb = {k: {f: median([r[f] for r in v]) / 1024 for f in ("step_kb", "model_kb")} for k, v in runs.items()}
-    emit("training memory, ResNet-50, module + torch.optim.SGD", round(mb["module"]["step_kb"]), "MB",
-         "hand-written", round(mb["hand"]["step_kb"]), round(mb["hand"]["step_kb"] / mb["module"]["step_kb"], 3),
-         0.91, "batch %d, one iteration; with weights and history %d MB vs %d MB"
-         % (args.batch, mb["module"]["model_kb"], mb["hand"]["model_kb"]))
+    for kind, label in (("solver", "Solver"), ("module", "module + torch.optim.SGD")):
+        emit("training memory, ResNet-50, " + label, round(mb[kind]["step_kb"]), "MB", "hand-written",
+             round(mb["hand"]["step_kb"]), round(mb["hand"]["step_kb"] / mb[kind]["step_kb"], 3), 0.91,
+             "batch %d, one iteration; with weights and history %d MB vs %d MB"
+             % (args.batch, mb[kind]["model_kb"], mb["hand"]["model_kb"]))
 
 
 if __name__ == "__main__":

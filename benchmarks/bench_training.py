@@ -12,7 +12,8 @@ Contenders:
 - hand: the hand-written model, F.cross_entropy, torch.optim.SGD (PyTorch's defaults);
 - module: netdef's compiled module in the same loop with the same torch.optim.SGD: what a
   user who trains a compiled net in their own loop gets;
-- solver: netdef's Solver (Caffe's update arithmetic), one `step(1)` per iteration.
+- solver: netdef's Solver (Caffe's update arithmetic), one `step(1)` per iteration, fed
+  the same batch.
 
 Ratios are hand-written time / netdef time (higher is better); target 0.95.
 """
@@ -32,6 +33,15 @@ from handwritten_resnet50 import ResNet50, copy_caffe_blobs as copy_resnet
 
 LENET_CASE = GOLDEN / "train" / "lenet_sgd_inv"
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+SOLVER = """net: "{net}"
+base_lr: {lr}
+momentum: {momentum}
+weight_decay: {decay}
+lr_policy: "fixed"
+max_iter: 1000000
+display: 0
+snapshot_prefix: "{prefix}"
+"""
 
 
 def resnet50_train_prototxt(batch):
@@ -95,17 +105,31 @@ def module_groups(gm):
     return [{"params": ps, "lr": LR * mult} for mult, ps in groups.items()]
 
 
-def check_same_first_loss(name, hand, gm, x, label):
-    with torch.no_grad():
-        want = F.cross_entropy(hand.logits(x), label.long()).item()
-        got = gm(x, label)["loss"].item()
+def sgd_solver(net_file, input_shapes, weights, x, label, folder):
+    """netdef's Solver with SGD at LR, MOMENTUM, WEIGHT_DECAY on `net_file`, fed the same
+    batch at every pass."""
+    from netdef.training.solver import Solver
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "solver.prototxt"
+    path.write_text(SOLVER.format(net=net_file, lr=LR, momentum=MOMENTUM, decay=WEIGHT_DECAY,
+                                  prefix=folder / "snapshot"))
+    arrays = {"data": x.numpy(), "label": label.numpy()}
+    return Solver(str(path), feed=lambda j: arrays, weights=[weights] if weights is not None else None,
+                  input_shapes=input_shapes)
+
+
+def check_same_loss(name, got, want):
     if not abs(got - want) <= 1e-4 * max(1.0, abs(want)):
         raise SystemExit("%s: first losses differ (%g vs hand-written %g): not benchmarking" % (name, got, want))
 
 
 def contenders(setup, batch):
     net_file, shapes, weights, gm, hand, hand_groups, x, label = setup(batch)
-    check_same_first_loss(setup.__name__, hand, gm, x, label)
+    with torch.no_grad():
+        want = F.cross_entropy(hand.logits(x), label.long()).item()
+        check_same_loss(setup.__name__ + " module", gm(x, label)["loss"].item(), want)
+    solver = sgd_solver(net_file, shapes, weights, x, label, SCRATCH / ("train-bench-" + setup.__name__))
+    check_same_loss(setup.__name__ + " solver", solver.step(1)[0], want)
     hand_opt = torch.optim.SGD(hand_groups, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     module_opt = torch.optim.SGD(module_groups(gm), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     target = label.long()
@@ -120,7 +144,7 @@ def contenders(setup, batch):
         gm(x, label)["loss"].backward()
         module_opt.step()
 
-    return {"hand": hand_step, "module": module_step}
+    return {"hand": hand_step, "module": module_step, "solver": lambda: solver.step(1)}
 
 
 def main():
@@ -138,6 +162,8 @@ def main():
         times = interleaved(steps, rounds, warmup=2)
         t = {k: median(v) * 1e3 for k, v in times.items()}
         note = "batch %d, %d threads, median of %d interleaved" % (batch, torch.get_num_threads(), rounds)
+        emit("training iteration, %s, Solver" % label, round(t["solver"], 2), "ms",
+             "hand-written + torch.optim.SGD", round(t["hand"], 2), round(t["hand"] / t["solver"], 3), 0.95, note)
         emit("training iteration, %s, module + torch.optim.SGD" % label, round(t["module"], 2), "ms",
              "hand-written + torch.optim.SGD", round(t["hand"], 2), round(t["hand"] / t["module"], 3), 0.95, note)
 

@@ -28,6 +28,9 @@ BENCHMARKS = {
     "forward-no-trim": ("bench_forward.py", {"--rounds": (15, 5)}, NO_TRIM_MALLOC),
     "caffemodel": ("bench_caffemodel.py", {"--rounds": (5, 2)}, None),
     "memory": ("bench_memory.py", {"--rounds": (3, 1)}, None),
+    "training": ("bench_training.py", {"--rounds": (10, 2)}, None),
+    "train-memory": ("bench_train_memory.py", {"--rounds": (3, 1)}, None),
+    "solver": ("bench_solver.py", {"--rounds": (20, 4)}, None),
 }
 
 

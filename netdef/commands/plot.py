@@ -16,12 +16,11 @@ def add_parser(sub):
 
 
 def run(args):
+    import importlib.util
     import os
     from netdef.training.curves import plot, read_curves
     curves = read_curves(args.log)
-    try:
-        import matplotlib  # noqa: F401  (only asking whether it is installed)
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("error: netdef plot needs matplotlib, which is not installed: "
               "pip install 'netdef[plot]' (or pip install matplotlib)", file=sys.stderr)
         return 1
