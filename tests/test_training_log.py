@@ -204,3 +204,14 @@ def test_plot_draws_a_png(tmp_path):
     assert main(["plot", str(log), "-o", str(out)]) == 0
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000
+
+
+def test_a_test_header_announced_through_info_is_not_written_twice():
+    out = io.StringIO()
+    log = TrainingLog(stream=out)
+    log.info("Iteration 5, Testing net (#0)")
+    log.test_output(0, [("accuracy", 0.5)])
+    log.test_output(0, [("accuracy", 0.75)], it=10)
+    text = out.getvalue()
+    assert text.count("Testing net (#0)") == 2 and "Iteration 10, Testing net (#0)" in text
+    assert parse_curves(lines_of(text)).test_outputs[0]["accuracy"].iterations == [5, 10]

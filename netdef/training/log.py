@@ -27,11 +27,13 @@ lines above it.
 """
 import math
 import os
+import re
 import sys
 import time
 
 BAR_WIDTH = 24
 BAR_REFRESH = 0.1  # seconds
+TESTING = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
 
 
 class TrainingLog:
@@ -66,6 +68,7 @@ class TrainingLog:
         self.smoothed_loss = 0.0
         self.last_iter = None
         self.solving_written = False
+        self.announced = None                 # test net whose header info() just wrote
         self.bar_shown = False
         self.bar_drawn = -math.inf
         self.last_display = (None, time.perf_counter())
@@ -83,8 +86,7 @@ class TrainingLog:
         """
         self._smooth(float(loss))
         self.last_iter = it
-        if not self.solving_written:
-            self.info("Solving " + self.net_name)
+        self._start()
         if self.progress:
             self._draw_bar(it, lr, images_per_s, data_wait)
         if not (self.display and it % self.display == 0):
@@ -121,10 +123,11 @@ class TrainingLog:
         """
         if it is None:
             it = 0 if self.last_iter is None else self.last_iter + 1
-        if not self.solving_written:
-            self.info("Solving " + self.net_name)
-        self._caffe_line("solver.cpp:347", "Iteration %d, Testing net (#%d)" % (it, net_index),
-                         show=False)
+        self._start()
+        if self.announced != net_index:
+            self._caffe_line("solver.cpp:347", "Iteration %d, Testing net (#%d)" % (it, net_index),
+                             show=False)
+        self.announced = None
         shown = []
         for index, name, value, weight in _flatten(outputs):
             text = "%s = %s%s" % (name, caffe_float(value), loss_note(value, weight))
@@ -137,6 +140,13 @@ class TrainingLog:
         """Any other message (snapshots, restores, which weights came from where)."""
         if msg.startswith("Solving "):
             self.solving_written = True
+        elif "Iteration " in msg:
+            self._start()
+        # A caller that announces the test itself (Caffe's "Iteration N, Testing net (#k)")
+        # gets no second header from test_output: parse_log.sh counts those lines.
+        testing = TESTING.fullmatch(msg)
+        if testing:
+            self.announced = int(testing.group(2))
         self._caffe_line("solver.cpp:0", msg, show=False)
         if self.progress:
             self._print_above_bar(msg)
@@ -157,6 +167,12 @@ class TrainingLog:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _start(self):
+        """Caffe's parsers take the start time from the `Solving NAME` line and skip what
+        comes before it: write one before the first line that says `Iteration`."""
+        if not self.solving_written:
+            self.info("Solving " + self.net_name)
 
     def _smooth(self, loss):
         """Caffe's Solver::UpdateSmoothedLoss: the running mean of the first `average_loss`
