@@ -70,16 +70,6 @@ def layer_params(net, layer, seen_shared):
     return total
 
 
-def blobs_by_layer(file_layers):
-    """{layer name: LayerBlobs} of a weights file's layers that have blobs; the first of a
-    name wins, as in Caffe's Net::CopyTrainedLayersFrom."""
-    by_name = {}
-    for fl in file_layers:
-        if fl.blobs:
-            by_name.setdefault(fl.name, fl)
-    return by_name
-
-
 def blob_fits(arr_shape, want, legacy):
     """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
     if tuple(arr_shape) == tuple(want):

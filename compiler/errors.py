@@ -38,6 +38,12 @@ class NetdefError(Exception):
                 "layer": self.layer, "message": self.message, "hint": self.hint}
 
 
+class NetdefWarning(UserWarning):
+    """Something a user should know that does not stop netdef: weights that left layers
+    on their filler values, layers of a weights file that matched nothing. Python shows
+    it through the warnings module; the CLI prints it on stderr, one line each."""
+
+
 class NetdefErrors(NetdefError):
     """Several independent problems found in one pass (validation reports them all)."""
 

@@ -7,10 +7,10 @@
 The pipeline lives in the `compiler` package (frontends -> IR -> passes -> backends);
 this package is the user's side of it: the API below and the `netdef` command.
 """
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers.base import LayerDef, ShapeError
 from netdef.version import __version__
 from netdef.api import compile_net, export, load, parse, record, register_layer, save
 
-__all__ = ["__version__", "NetdefError", "NetdefErrors", "LayerDef", "ShapeError", "compile_net", "export",
+__all__ = ["__version__", "NetdefError", "NetdefErrors", "NetdefWarning", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]

@@ -1,4 +1,6 @@
 """The Python API: parse a net into the IR, compile it to a module, load weights, save."""
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
 from compiler.backends.prototxt import net_to_text
 from compiler.backends.fold import fast_path
 from compiler.backends.record import record_of
+from compiler.errors import NetdefWarning
 from compiler.frontends import caffemodel, saved
 from compiler.ir import LayerBlobs
 from compiler.layers import registry
@@ -36,22 +39,23 @@ def record(gm):
     return record_of(gm)
 
 
-def compile_net(net, weights=None, outputs=None, strict=True, fast=False):
+def compile_net(net, weights=None, outputs=None, strict=False, fast=False):
     """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
-    or {layer: [arrays]}). In train() mode it computes Caffe's TRAIN behaviour, in eval()
-    TEST's. fast=True is the inference fast path (compiler/backends/fold.py): BatchNorm and
-    Scale folded into the convolutions before them, weights channels_last; the module's
-    record (netdef.record(gm).net) is then the folded net."""
+    or {layer: [arrays]}, loaded as load_weights says). In train() mode it computes Caffe's
+    TRAIN behaviour, in eval() TEST's. fast=True is the inference fast path
+    (compiler/backends/fold.py): BatchNorm and Scale folded into the convolutions before
+    them, weights channels_last; the module's record (netdef.record(gm).net) is then the
+    folded net, and its `weights` still say what came from the file."""
     gm = torch_fx.build_module(net, outputs)
-    if weights is not None:
-        load_weights(net, gm, weights, strict=strict)
+    report = load_weights(net, gm, weights, strict=strict) if weights is not None else None
     gm.train(net.phase == "TRAIN")
     if fast:
         _, gm = fast_path(net, gm)
+        record_of(gm).weights = report
     return gm
 
 
-def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=True,
+def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=False,
          stages=(), level=0, fast=False, name=None):
     """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
     net = parse(source, phase, input_shapes, stages, level, name=name)
@@ -77,12 +81,29 @@ def read_weights(weights):
     return caffemodel.read_caffemodel(file), file
 
 
-def load_weights(net, gm, weights, strict=True):
-    """Copy weights into a built module by layer name; the report is kept in its record."""
+def load_weights(net, gm, weights, strict=False):
+    """Copy weights into a module built from `net`, as Caffe's Net::CopyTrainedLayersFrom
+    does: by layer name, skipping the file's layers that the net lacks and leaving the
+    net's layers that the file lacks on their filler values. A blob of another shape, or a
+    file that fills no layer at all, is an error; strict=True makes skipped and unfilled
+    layers errors too. What happened, a compiler.passes.weights.WeightsReport, is returned
+    and kept in the module's record (netdef.record(gm).weights); each thing in it worth
+    knowing is also a NetdefWarning."""
     layers, file = read_weights(weights)
     report = torch_weights.load_blobs(net, gm, layers, strict=strict, file=file)
     record_of(gm).weights = report
+    for line in report.lines():
+        _warn(line)
     return report
+
+
+def _warn(message):
+    """A NetdefWarning attributed to the first caller outside netdef's packages, so that
+    Python shows the user's line, not netdef's."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("netdef", "compiler"):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, NetdefWarning, stacklevel=level)
 
 
 def save(gm, path):

@@ -9,8 +9,9 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
-from compiler.errors import NetdefError
+from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "test", "time", "summary", "check", "draw", "convert", "plot"]
@@ -34,7 +35,10 @@ def main(argv=None):
     except SystemExit as e:
         return e.code
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NetdefWarning)
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except argparse.ArgumentTypeError as e:
         print("netdef: error: %s" % e, file=sys.stderr)
         return 2
@@ -69,6 +73,15 @@ def console():
         print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
         code = code or 1
     sys.exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """netdef's own warnings are about the user's files: one line on stderr, no source
+    location of netdef's; others (a library's) as Python shows them."""
+    if issubclass(category, NetdefWarning):
+        print("warning: %s" % message, file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_the_module_record_survives_copies_and_the_fast_path():
     model = build(None)
     rec = netdef.record(model)
     assert rec.input_names == ["data"] and rec.output_names == ["sum"]
-    assert rec.layer_names["conv"] == "conv" and rec.weights["missing"] == []
+    assert rec.layer_names["conv"] == "conv" and rec.weights.kept_fillers == ()
     deep = copy.deepcopy(model)
     assert netdef.record(deep).output_names == ["sum"] and netdef.record(deep).net is not rec.net
     assert netdef.record(copy.copy(model)) is rec

@@ -51,7 +51,7 @@ def assert_one_located_error(err_lines, file, line=None):
 
 
 def test_the_catalogue_is_large_enough():
-    assert len(CATALOGUE) + len(BAD_WEIGHTS) + len(BAD_FILES) >= 30
+    assert len(CATALOGUE) + len(BAD_WEIGHTS) + len(MISFIT_WEIGHTS) + len(BAD_FILES) >= 30
 
 
 @pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.name)
@@ -104,10 +104,12 @@ BAD_WEIGHTS = {
     "text_not_a_caffemodel": NET.encode(),
     "png_not_a_caffemodel": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
     "empty": b"",
-    "renamed_layer": caffemodel({"conv_renamed": SHAPES["conv"], "fc": SHAPES["fc"]}),
+    "data_shorter_than_shape": caffemodel(data_sizes={("fc", (5, 144)): 700}),
+}
+# Readable weights that do not fit: located at the layer in the net file (line 4 is conv).
+MISFIT_WEIGHTS = {
     "wrong_blob_shape": caffemodel({"conv": [(4, 3, 5, 5), (4,)], "fc": SHAPES["fc"]}),
     "missing_bias_blob": caffemodel({"conv": SHAPES["conv"][:1], "fc": SHAPES["fc"]}),
-    "data_shorter_than_shape": caffemodel(data_sizes={("fc", (5, 144)): 700}),
 }
 
 
@@ -126,14 +128,17 @@ def test_the_valid_weights_load(net_file, tmp_path, capsys):
     assert (tmp_path / "out.netdef").exists()
 
 
-@pytest.mark.parametrize("case", sorted(BAD_WEIGHTS))
+@pytest.mark.parametrize("case", sorted(BAD_WEIGHTS) + sorted(MISFIT_WEIGHTS))
 def test_malformed_weights(case, net_file, tmp_path, capsys):
     weights = tmp_path / (case + ".caffemodel")
-    weights.write_bytes(BAD_WEIGHTS[case])
+    weights.write_bytes({**BAD_WEIGHTS, **MISFIT_WEIGHTS}[case])
     before = sorted(os.listdir(tmp_path))
     rc, _, err = run_cli(["compile", net_file, "--weights", weights, "-o", tmp_path / "out.netdef"], capsys)
     assert rc == 1
-    assert_one_located_error(err, weights)
+    if case in MISFIT_WEIGHTS:
+        assert_one_located_error(err, net_file, 4)
+    else:
+        assert_one_located_error(err, weights)
     assert sorted(os.listdir(tmp_path)) == before, "partial output left behind"
 
 
@@ -231,9 +236,11 @@ def test_check_weights_names_each_wrong_layer_at_its_line(net_file, tmp_path, ca
     weights.write_bytes(caffemodel({"conv": [(4, 3, 5, 5), (4,)]}))
     rc, _, err = run_cli(["check", net_file, "--weights", weights], capsys)
     assert rc == 1
-    assert err[0] == "error: %s:4: layer 'conv': blob 0 is [4, 3, 5, 5] in %s, the net expects [4, 3, 3, 3]" % (
+    assert err[0] == "error: %s:4: layer 'conv': blob 0 (weight) is 4x3x5x5 in %s, the net's is 4x3x3x3" % (
         net_file, weights)
-    assert err[2].startswith("error: %s:6: layer 'fc': %s has no blobs for this layer" % (net_file, weights))
+    assert len(err) == 2          # and its hint: fc, which the file lacks, would keep its fillers
+    rc, _, err = run_cli(["check", net_file, "--weights", weights, "--strict"], capsys)
+    assert rc == 1 and err[2] == "error: %s:6: layer 'fc': %s has no weights for this layer" % (net_file, weights)
     weights.write_bytes(VALID)
     rc, out, _ = run_cli(["check", net_file, "--weights", weights], capsys)
     assert rc == 0 and "weights match" in out

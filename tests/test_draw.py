@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 
+from xml.etree import ElementTree
+
 import pytest
 
 import netdef
@@ -18,6 +20,7 @@ from compiler.pipeline import read
 from compiler.state import NetState
 from netdef.cli import main
 from tests.conftest import CORPUS
+from tests.nets import HEADER, layer
 
 NET = '''name: "tiny"
 input: "data"
@@ -82,7 +85,7 @@ def test_in_place_layers_fold_into_the_layer_they_follow(tmp_path):
     assert [x["name"] for x in conv["layers"]] == ["conv1", "relu1"]
     assert conv["outputs"] == [[2, 16, 16, 16]]
     assert conv["params"] == 16 * 3 * 25 + 16 and conv["macs"] == 16 * 3 * 25 * 16 * 16
-    assert [(e["src"], e["dst"]) for e in view["edges"]] == [("n0", "n1"), ("n1", "n2"), ("n2", "n3")]
+    assert [(e["src"], e["dst"]) for e in view["edges"]] == [("input", "conv1"), ("conv1", "pool1"), ("pool1", "fc")]
     # The phase decides what is drawn: TRAIN adds the Dropout, folded into conv1 as well.
     train, _ = view_of(write(tmp_path, NET), "TRAIN")
     assert [x["name"] for x in train["nodes"][1]["layers"]] == ["conv1", "relu1", "drop1"]
@@ -110,6 +113,28 @@ def test_draw_svg_and_png(tmp_path, dot, capsys):
     assert (tmp_path / "net.dot").read_text().startswith("digraph net {")
 
 
+# Caffe takes any string as a layer name; these would break DOT, XML or the ids of the picture.
+ODD_NAMES = ["conv1", "a'b", 'q"t', "a&b", "<x>", "back\\", "\u00b2", "sp ace", "n--x", "graph0", "edge1",
+             "~g0", "&amp;", "x_y/z", "__proto__"]
+
+
+def test_svg_node_ids_and_titles_are_the_layer_names(tmp_path, dot):
+    def quoted(name):
+        return name.replace("\\", "\\\\").replace('"', '\\"')
+    text = HEADER
+    for i, name in enumerate(ODD_NAMES):
+        text += layer(quoted(name), "Convolution", ["data" if i == 0 else "b%d" % (i - 1)],
+                      "convolution_param { num_output: 3 kernel_size: 1 }", tops=["b%d" % i])
+    out = tmp_path / "odd.svg"
+    assert main(["draw", str(write(tmp_path, text)), "-o", str(out)]) == 0
+    root = ElementTree.parse(out).getroot()
+    svg = "{http://www.w3.org/2000/svg}"
+    nodes = {g.get("id"): g.find(svg + "title").text for g in root.iter(svg + "g") if g.get("class") == "node"}
+    assert nodes == {name: name for name in ["input"] + ODD_NAMES}
+    ids = [g.get("id") for g in root.iter(svg + "g")]
+    assert len(ids) == len(set(ids)), "the edges' and the graph's ids must not take a layer's"
+
+
 def test_broken_net_still_draws_with_its_problems_marked(tmp_path, dot, capsys):
     net = write(tmp_path, BROKEN)
     view, errors = view_of(net)
@@ -117,7 +142,7 @@ def test_broken_net_still_draws_with_its_problems_marked(tmp_path, dot, capsys):
     by_name = {n["name"]: n for n in view["nodes"]}
     assert by_name["conv2"]["error"] and by_name["sum"]["error"] and not by_name["conv1"]["error"]
     assert by_name["after2"]["outputs"] == [None]          # below the failure: shape unknown
-    assert view["missing"] == [{"id": "m0", "blob": "conv_1"}]
+    assert view["missing"] == [{"id": "~m0", "blob": "conv_1"}]
     out = tmp_path / "broken.svg"
     assert main(["draw", str(net), "-o", str(out)]) == 0
     captured = capsys.readouterr()
@@ -142,7 +167,7 @@ def test_groups_by_name_prefix():
               "params": 1, "macs": 1, "error": False}
              for i, n in enumerate(["data", "res2a_branch1", "res2a_branch2a", "res2a", "res2b_branch2a",
                                     "res2b", "inception_3a/1x1", "inception_3a/output", "fc"])]
-    groups = draw._groups(nodes)
+    groups = draw._groups(nodes, "~")
     assert [(g["name"], len(g["nodes"])) for g in groups] == [("res2a", 3), ("res2b", 2), ("inception_3a", 2)]
     assert "group" not in nodes[0] and "group" not in nodes[-1]
 

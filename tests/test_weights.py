@@ -1,10 +1,13 @@
-"""Weights in and out: .caffemodel import (V2 and V1), strict matching, and export.
+"""Weights in and out: .caffemodel import (V2 and V1), matching as Caffe does, and export.
 
 Round trip: a caffemodel loaded into a module and exported again holds byte-identical
 blobs, and the exported file is a NetParameter that protobuf (so Caffe) reads, with each
 layer's parameters intact.
 """
+import copy
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +18,14 @@ from compiler.backends.caffemodel import caffemodel_chunks
 from compiler.backends.prototxt import net_to_proto
 from compiler.backends.torch_weights import module_blobs
 from compiler.frontends.caffemodel import read_caffemodel
+from compiler.passes.weights import net_blob_shapes
 from compiler.proto import caffe_pb2
-from netdef.api import load_weights
+from netdef import NetdefWarning
 from netdef.cli import main
 from tests.conftest import GOLDEN, needs_shared, shared_tool
-from tests.nets import HEADER, parse_text
+from tests.nets import CONV_FC, HEADER, inputs, layer, parse_text, randn
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo_defs"
 
 NET = HEADER + '''
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
@@ -167,85 +173,311 @@ def test_legacy_dims_that_do_not_fit_are_refused(tmp_path):
     path.write_bytes(v1_caffemodel(blobs))
     with pytest.raises(netdef.NetdefError) as e:
         netdef.compile_net(parse_text(V1_NET), path)
-    assert "ip blob 0 (weight): [1, 5, 8, 8] in the file, [5, 64] expected" in str(e.value)
+    assert e.value.message == "blob 0 (weight) is 1x5x8x8 in %s, the net's is 5x64" % path
 
 
-# Strict matching: every problem is named, strict=False loads what matches.
+# Matching as Caffe's Net::CopyTrainedLayersFrom, on files shaped like published ones.
 
-def test_missing_layer_is_named(tmp_path):
-    blobs = arrays()
-    del blobs["fc"]
-    path = tmp_path / "w.caffemodel"
-    write(path, parse_text(NET), blobs)
+def blobs_for(net, seed=0):
+    """Random blobs of the net's own shapes for every layer that has some."""
+    rng = np.random.default_rng(seed)
+    return {layer.name: [rng.standard_normal(s).astype(np.float32) for s in shapes]
+            for layer in net.layers for shapes in [net_blob_shapes(net, layer)] if shapes}
+
+
+def loaded(net, weights, **kw):
+    """Compile `net` with `weights`: (module, [warning lines])."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gm = netdef.compile_net(net, weights, **kw)
+    assert all(issubclass(w.category, NetdefWarning) for w in caught)
+    return gm, [str(w.message) for w in caught]
+
+
+def cli(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return rc, out.out, out.err.splitlines()
+
+
+# MTCNN's det2 (RNet) as published: the deploy prototxt drops the landmark head conv5-3
+# that det2.caffemodel, saved from the training net, still holds.
+DET2 = '''name: "RNet"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 24 dim: 24 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 28 kernel_size: 3 } }
+layer { name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2" convolution_param { num_output: 48 kernel_size: 3 } }
+layer { name: "prelu2" type: "PReLU" bottom: "conv2" top: "conv2" }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv3" type: "Convolution" bottom: "pool2" top: "conv3" convolution_param { num_output: 64 kernel_size: 2 } }
+layer { name: "prelu3" type: "PReLU" bottom: "conv3" top: "conv3" }
+layer { name: "conv4" type: "InnerProduct" bottom: "conv3" top: "conv4" inner_product_param { num_output: 128 } }
+layer { name: "prelu4" type: "PReLU" bottom: "conv4" top: "conv4" }
+layer { name: "conv5-1" type: "InnerProduct" bottom: "conv4" top: "conv5-1" inner_product_param { num_output: 2 } }
+layer { name: "conv5-2" type: "InnerProduct" bottom: "conv4" top: "conv5-2" inner_product_param { num_output: 4 } }
+layer { name: "prob1" type: "Softmax" bottom: "conv5-1" top: "prob1" }
+'''
+DET2_LANDMARKS = '''
+layer { name: "conv5-3" type: "InnerProduct" bottom: "conv4" top: "conv5-3" inner_product_param { num_output: 10 } }
+'''
+
+
+@pytest.fixture
+def det2(tmp_path):
+    """(deploy net, det2.caffemodel path, the file's blobs)"""
+    trained = parse_text(DET2 + DET2_LANDMARKS)
+    blobs = blobs_for(trained)
+    path = tmp_path / "det2.caffemodel"
+    write(path, trained, blobs)
+    return parse_text(DET2), path, blobs
+
+
+def test_a_deploy_net_loads_a_file_with_an_extra_head(det2):
+    net, path, blobs = det2
+    gm, lines = loaded(net, path)
+    # Named once, and not taken for a renaming: no layer of the net lacks weights.
+    assert lines == ["%s: ignoring conv5-3: not in the net" % path]
+    del blobs["conv5-3"]
+    assert_same_bytes(module_blobs(net, gm), blobs)
+
+
+def test_strict_refuses_the_extra_head(det2):
+    net, path, _ = det2
     with pytest.raises(netdef.NetdefError) as e:
-        netdef.compile_net(parse_text(NET), path)
-    assert "no blobs in the file for 'fc'" in str(e.value) and "conv1" not in str(e.value)
-    assert e.value.file == str(path)
+        netdef.compile_net(net, path, strict=True)
+    assert [(x.file, x.layer, x.message) for x in e.value.errors] == [
+        (str(path), "conv5-3", "a layer of the weights that is not in the net")]
 
 
-def test_extra_layer_is_named(tmp_path):
-    blobs = dict(arrays(), fc_old=[np.zeros((5, 144), np.float32)])
-    path = tmp_path / "w.caffemodel"
+def test_cli_reports_the_ignored_head_in_one_line_and_strict_fails(det2, tmp_path, capsys):
+    _, path, _ = det2
+    proto = tmp_path / "det2.prototxt"
+    proto.write_text(DET2)
+    rc, _, err = cli(["compile", proto, "--weights", path], capsys)
+    assert rc == 0 and err == ["warning: %s: ignoring conv5-3: not in the net" % path]
+    rc, _, err = cli(["compile", proto, "--weights", path, "--strict"], capsys)
+    assert rc == 1 and err[0] == "error: %s: layer 'conv5-3': a layer of the weights that is not in the net" % path
+    # --no-strict was the way to load such files; it stays, deprecated, meaning the default.
+    rc, _, err = cli(["compile", proto, "--weights", path, "--no-strict"], capsys)
+    assert rc == 0 and err == ["warning: --no-strict is deprecated: it is the default now, and will be removed",
+                               "warning: %s: ignoring conv5-3: not in the net" % path]
+
+
+# GoogLeNet's published caffemodel is its training net's: besides the data and loss layers
+# it holds the auxiliary classifiers loss1/* (and loss2/*) that the deploy net drops.
+GOOGLENET_BODY = '''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "inception_3a/1x1" type: "Convolution" bottom: "pool1" top: "inception_3a/1x1" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "inception_3a/3x3" type: "Convolution" bottom: "pool1" top: "inception_3a/3x3" convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
+layer { name: "inception_3a/output" type: "Concat" bottom: "inception_3a/1x1" bottom: "inception_3a/3x3" top: "inception_3a/output" }
+'''
+GOOGLENET_AUX = '''
+layer { name: "loss1/ave_pool" type: "Pooling" bottom: "inception_3a/output" top: "loss1/ave_pool" pooling_param { pool: AVE kernel_size: 4 stride: 2 } }
+layer { name: "loss1/conv" type: "Convolution" bottom: "loss1/ave_pool" top: "loss1/conv" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "loss1/fc" type: "InnerProduct" bottom: "loss1/conv" top: "loss1/fc" inner_product_param { num_output: 16 } }
+layer { name: "loss1/classifier" type: "InnerProduct" bottom: "loss1/fc" top: "loss1/classifier" inner_product_param { num_output: 10 } }
+layer { name: "loss1/loss" type: "SoftmaxWithLoss" bottom: "loss1/classifier" bottom: "label" top: "loss1/loss1" loss_weight: 0.3 }
+'''
+GOOGLENET_HEAD = '''
+layer { name: "pool5/7x7_s1" type: "Pooling" bottom: "inception_3a/output" top: "pool5/7x7_s1" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "loss3/classifier" type: "InnerProduct" bottom: "pool5/7x7_s1" top: "loss3/classifier" inner_product_param { num_output: 10 } }
+'''
+GOOGLENET_TRAIN = ('name: "GoogleNet"\n' + inputs(data=(2, 3, 16, 16), label=(2,)) + GOOGLENET_BODY + GOOGLENET_AUX
+                   + GOOGLENET_HEAD + 'layer { name: "loss3/loss3" type: "SoftmaxWithLoss" bottom: "loss3/classifier" '
+                   'bottom: "label" top: "loss3/loss3" }\n')
+GOOGLENET_DEPLOY = ('name: "GoogleNet"\n' + inputs(data=(1, 3, 16, 16)) + GOOGLENET_BODY + GOOGLENET_HEAD
+                    + 'layer { name: "prob" type: "Softmax" bottom: "loss3/classifier" top: "prob" }\n')
+
+
+def test_googlenet_train_caffemodel_loads_into_the_deploy_net(tmp_path):
+    trained = parse_text(GOOGLENET_TRAIN, phase="TRAIN")
+    blobs = blobs_for(trained)
+    path = tmp_path / "bvlc_googlenet.caffemodel"
+    write(path, trained, blobs)
+    net = parse_text(GOOGLENET_DEPLOY)
+    gm, lines = loaded(net, path)
+    # The data and loss layers have no blobs: skipping them loses nothing, not worth a word.
+    assert lines == ["%s: ignoring loss1/conv, loss1/fc, loss1/classifier: not in the net" % path]
+    deploy_blobs = {k: v for k, v in blobs.items() if not k.startswith("loss1/")}
+    assert_same_bytes(module_blobs(net, gm), deploy_blobs)
+    x = torch.from_numpy(randn(1, 3, 16, 16))
+    torch.testing.assert_close(gm(x)["prob"], netdef.compile_net(net, deploy_blobs)(x)["prob"])
+
+
+# Fine-tuning (Caffe's flickr_style example): the net renames the classifier so that it
+# learns from scratch while the rest starts from the file.
+FINETUNE = HEADER + '''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "fc7" type: "InnerProduct" bottom: "conv1" top: "fc7" inner_product_param { num_output: 16 } }
+layer { name: "%s" type: "InnerProduct" bottom: "fc7" top: "%s" inner_product_param { num_output: %d } }
+'''
+
+
+def finetune(tmp_path, classes):
+    """The net with fc8_flickr of `classes` outputs, and a file trained with fc8 of 10."""
+    path = tmp_path / "trained.caffemodel"
+    trained = parse_text(FINETUNE % ("fc8", "fc8", 10))
+    write(path, trained, blobs_for(trained))
+    return parse_text(FINETUNE % ("fc8_flickr", "fc8_flickr", classes)), path
+
+
+def test_a_renamed_classifier_of_the_same_shape_is_recognised(tmp_path):
+    net, path = finetune(tmp_path, 10)
+    _, lines = loaded(net, path)
+    assert lines == ["%s: the file's fc8 has the shape of the net's fc8_flickr: fine-tuning? "
+                     "fc8_flickr keeps its fillers" % path]
+    with pytest.raises(netdef.NetdefError) as e:
+        netdef.compile_net(net, path, strict=True)
+    assert [(x.line, x.layer, x.message) for x in e.value.errors] == [
+        (10, "fc8_flickr", "%s has no weights for this layer; the file's fc8 has its shapes: fine-tuning?" % path),
+        (None, "fc8", "a layer of the weights that is not in the net: it has the shapes of the net's fc8_flickr")]
+
+
+def test_a_renamed_classifier_of_another_shape_is_not_taken_for_a_renaming(tmp_path):
+    net, path = finetune(tmp_path, 20)
+    gm, lines = loaded(net, path)
+    assert lines == ["%s: ignoring fc8: not in the net" % path,
+                     "%s: no weights for fc8_flickr: it keeps its filler values" % path]
+    assert set(module_blobs(net, gm)) == {"conv1", "fc7", "fc8_flickr"}
+
+
+def test_layers_the_weights_lack_keep_their_fillers_and_are_named():
     net = parse_text(NET)
-    with open(path, "wb") as f:
-        for chunk in caffemodel_chunks(net, blobs):
-            f.write(chunk)
-        # caffemodel_chunks writes the net's layers only; add one the net lacks.
-        extra = caffe_pb2.NetParameter()
-        extra.layer.add(name="fc_old", type="InnerProduct").blobs.add().shape.dim.extend([5, 144])
-        extra.layer[0].blobs[0].data.extend([0.0] * 720)
-        f.write(extra.SerializeToString())
+    torch.manual_seed(0)
+    fillers = module_blobs(net, netdef.compile_net(net))
+    blobs = arrays()
+    torch.manual_seed(0)
+    gm, lines = loaded(net, {"conv1": blobs["conv1"]})
+    assert lines == ["the weights dict: no weights for fc: it keeps its filler values"]
+    assert_same_bytes(module_blobs(net, gm), {"conv1": blobs["conv1"], "fc": fillers["fc"]})
     with pytest.raises(netdef.NetdefError) as e:
-        netdef.compile_net(parse_text(NET), path)
-    assert "layers in the file but not in the net: 'fc_old'" in str(e.value)
+        netdef.compile_net(net, {"conv1": blobs["conv1"]}, strict=True)
+    assert (e.value.line, e.value.layer) == (10, "fc")
 
 
-def test_wrong_shape_and_wrong_count_are_named(tmp_path):
+def test_a_file_that_fills_no_layer_is_an_error(det2, tmp_path, capsys):
+    _, path, _ = det2          # MTCNN's weights for a net that has none of its layer names
+    with pytest.raises(netdef.NetdefError) as e:
+        netdef.compile_net(parse_text(CONV_FC), path)
+    assert (e.value.file, e.value.message) == (str(path), (
+        "%s fills no layer of the net: its layers with weights (conv1, prelu1, conv2, prelu2, conv3, prelu3, "
+        "conv4, prelu4, conv5-1, conv5-2, conv5-3) have none of the names of the net's (conv, fc)" % path))
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(CONV_FC)
+    np.savez(tmp_path / "in.npz", data=randn(1, 3, 8, 8))
+    rc, _, err = cli(["run", proto, "--weights", path, "--input", tmp_path / "in.npz",
+                      "--output", tmp_path / "out.npz"], capsys)
+    assert rc == 1 and "fills no layer of the net" in err[0] and not (tmp_path / "out.npz").exists()
+
+
+def test_wrong_shapes_and_counts_are_errors_in_every_mode(tmp_path):
     blobs = arrays()
     blobs["conv1"][0] = np.zeros((4, 3, 5, 5), np.float32)
     blobs["fc"] = blobs["fc"][:1]
     path = tmp_path / "w.caffemodel"
     write(path, parse_text(NET), blobs)
-    with pytest.raises(netdef.NetdefError) as e:
-        netdef.compile_net(parse_text(NET), path)
-    text = str(e.value)
-    assert "conv1 blob 0 (weight): [4, 3, 5, 5] in the file, [4, 3, 3, 3] expected" in text
-    assert "fc: 1 blobs in the file, 2 expected" in text
+    for strict in (False, True):
+        with pytest.raises(netdef.NetdefError) as e:
+            netdef.compile_net(parse_text(NET), path, strict=strict)
+        assert [(x.line, x.layer, x.message) for x in e.value.errors] == [
+            (8, "conv1", "blob 0 (weight) is 4x3x5x5 in %s, the net's is 4x3x3x3" % path),
+            (10, "fc", "%s has 1 blobs for this layer (5x144), the net 2 (5x144, 5)" % path)]
 
 
-def test_not_strict_loads_what_matches(tmp_path):
-    blobs = arrays()
-    blobs["conv1"][0] = np.zeros((4, 3, 5, 5), np.float32)
-    del blobs["fc"]
-    path = tmp_path / "w.caffemodel"
-    write(path, parse_text(NET), blobs)
-    net = parse_text(NET)
-    gm = netdef.compile_net(net)
-    # module_blobs gives views of the module's tensors: copy them to compare later.
-    fresh = {k: [a.copy() for a in v] for k, v in module_blobs(net, gm).items()}
-    report = load_weights(net, gm, path, strict=False)
-    assert report["missing"] == ["fc"] and report["extra"] == []
-    assert report["mismatched"] == ["conv1 blob 0 (weight): [4, 3, 5, 5] in the file, [4, 3, 3, 3] expected"]
-    loaded = module_blobs(net, gm)
-    # Blob by blob: conv1's bias fits and is loaded; its weight and fc keep their values.
-    assert_same_bytes({"b": loaded["conv1"][1:]}, {"b": blobs["conv1"][1:]})
-    assert_same_bytes({"w": loaded["conv1"][:1], "fc": loaded["fc"]}, {"w": fresh["conv1"][:1], "fc": fresh["fc"]})
+def test_check_lists_the_layers_the_weights_lack_as_warnings(det2, tmp_path, capsys):
+    net, path, _ = det2
+    proto = tmp_path / "det2.prototxt"
+    proto.write_text(DET2.replace('"conv5-2"', '"conv5-2b"'))
+    rc, out, err = cli(["check", proto, "--weights", path], capsys)
+    assert rc == 0 and "weights load with 3 warning(s)" in out
+    assert err == ["warning: %s:15: layer 'conv5-2b': %s has no weights for this layer; the file's conv5-2 has "
+                   "its shapes: fine-tuning?" % (proto, path),
+                   "warning: %s: layer 'conv5-2': a layer of the weights that is not in the net: it has the "
+                   "shapes of the net's conv5-2b" % path,
+                   "warning: %s: layer 'conv5-3': a layer of the weights that is not in the net" % path]
+    rc, out, _ = cli(["check", proto, "--weights", path, "--format", "json"], capsys)
+    assert rc == 0 and [(p["layer"], p["severity"]) for p in json.loads(out)] == [
+        ("conv5-2b", "warning"), ("conv5-2", "warning"), ("conv5-3", "warning")]
+    assert cli(["check", proto, "--weights", path, "--strict"], capsys)[0] == 1
 
 
-def test_cli_no_strict_and_export(tmp_path, capsys):
-    prototxt = tmp_path / "net.prototxt"
-    prototxt.write_text(NET)
-    blobs = arrays()
-    del blobs["fc"]
+# A size the weights do not allow is the input's problem, not the weights'.
+
+def test_an_input_of_another_size_is_reported_as_an_input_problem(tmp_path, capsys):
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(CONV_FC)
     weights = tmp_path / "w.caffemodel"
-    write(weights, parse_text(NET), blobs)
-    out = tmp_path / "out.caffemodel"
-    assert main(["compile", str(prototxt), "--weights", str(weights), "--export-caffemodel", str(out)]) == 1
-    assert "'fc'" in capsys.readouterr().err and not out.exists()
-    assert main(["compile", str(prototxt), "--weights", str(weights), "--no-strict",
-                 "--export-caffemodel", str(out), "--export-prototxt", str(tmp_path / "out.prototxt")]) == 0
-    model = netdef.load(tmp_path / "out.prototxt", weights=out)
-    assert_same_bytes({"conv1": module_blobs(netdef.record(model).net, model)["conv1"]}, {"conv1": blobs["conv1"]})
+    write(weights, parse_text(CONV_FC), blobs_for(parse_text(CONV_FC)))
+    message = ("input 'data' 1x3x10x10 makes conv 1x4x8x8, so fc needs a 5x256 weight; the weights have 5x144: "
+               "feed 8x8")
+    with pytest.raises(netdef.NetdefError) as e:
+        netdef.load(proto, weights, input_shapes={"data": (1, 3, 10, 10)})
+    assert (e.value.file, e.value.line, e.value.message) == (str(proto), 2, message)
+    np.savez(tmp_path / "in.npz", data=randn(1, 3, 10, 10))
+    rc, _, err = cli(["run", proto, "--weights", weights, "--input", tmp_path / "in.npz",
+                      "--output", tmp_path / "out.npz"], capsys)
+    assert rc == 1 and err[0] == "error: %s:2: %s" % (proto, message)
+    # A 1-channel image: the first convolution's weights say how many channels to feed.
+    with pytest.raises(netdef.NetdefError) as e:
+        netdef.load(proto, weights, input_shapes={"data": (1, 1, 8, 8)})
+    assert e.value.message == ("input 'data' 1x1x8x8 gives conv a 4x1x3x3 weight; the weights have 4x3x3x3: "
+                               "feed 3 channels")
+
+
+def test_resnet50_at_256_is_told_to_feed_224(tmp_path, capsys):
+    weights = tmp_path / "fc1000.caffemodel"
+    classifier = parse_text(inputs(pool5=(1, 2048, 1, 1)) + layer("fc1000", "InnerProduct", ["pool5"],
+                                                                   "inner_product_param { num_output: 1000 }"))
+    write(weights, classifier, {"fc1000": [np.zeros((1000, 2048), np.float32), np.zeros(1000, np.float32)]})
+    deploy = ZOO / "ResNet-50-deploy.prototxt"
+    rc, _, err = cli(["check", deploy, "--weights", weights, "--input-shape", "data=1,3,256,256"], capsys)
+    assert rc == 1 and err[0] == (
+        "error: %s:3: input 'data' 1x3x256x256 makes pool5 1x2048x2x2, so fc1000 needs a 1000x8192 weight; "
+        "the weights have 1000x2048: feed 224x224" % deploy)
+    # A prototxt that declares 256x256 itself: the sizes that give a 1x1 pool5.
+    at256 = tmp_path / "resnet50-256.prototxt"
+    at256.write_text(deploy.read_text().replace("dim: 224", "dim: 256"))
+    rc, _, err = cli(["check", at256, "--weights", weights], capsys)
+    assert rc == 1 and err[0].endswith("the weights have 1000x2048: feed 195x195 to 226x226")
+
+
+# What loading did is in the module's record, and run says when there is nothing to load.
+
+def test_the_record_says_what_loading_did(det2):
+    net, path, _ = det2
+    gm, _ = loaded(net, path)
+    report = netdef.record(gm).weights
+    assert report.file == str(path) and report.ignored == ("conv5-3",) and report.kept_fillers == ()
+    assert report.loaded == ("conv1", "prelu1", "conv2", "prelu2", "conv3", "prelu3", "conv4", "prelu4",
+                             "conv5-1", "conv5-2")
+    assert netdef.record(copy.deepcopy(gm)).weights == report
+    # The fast path builds another module: its record still says what came from the file.
+    fast, _ = loaded(net, path, fast=True)
+    assert netdef.record(fast).weights == report
+    assert netdef.record(netdef.compile_net(net)).weights is None
+
+
+def test_run_without_weights_says_it_runs_on_fillers(tmp_path, capsys):
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(CONV_FC)
+    np.savez(tmp_path / "in.npz", data=randn(1, 3, 8, 8))
+    args = ["--input", tmp_path / "in.npz", "--output", tmp_path / "out.npz"]
+    rc, _, err = cli(["run", proto] + args, capsys)
+    assert rc == 0 and err == ["warning: no --weights: %s runs on its filler values" % proto]
+    # A saved .netdef brings its weights: nothing to say, and the outputs are the saved module's.
+    saved = tmp_path / "net.netdef"
+    gm = netdef.compile_net(parse_text(CONV_FC), blobs_for(parse_text(CONV_FC)))
+    netdef.save(gm, saved)
+    rc, _, err = cli(["run", saved] + args, capsys)
+    assert rc == 0 and err == []
+    with np.load(tmp_path / "out.npz") as z:
+        np.testing.assert_allclose(z["fc"], gm(torch.from_numpy(randn(1, 3, 8, 8)))["fc"].detach().numpy(),
+                                   rtol=1e-6)
 
 
 def test_export_of_a_module_moved_to_float64_writes_float32(tmp_path):

@@ -114,15 +114,17 @@ def build_view(net, errors=()):
                              "outputs": info["outputs"], "line": layer.line}
         order.append(layer.name)
     view_nodes = []
-    index = {}
-    for i, name in enumerate(order):
+    index, ids = {}, set()
+    for name in order:
         node = nodes[name]
-        index[name] = "n%d" % i
-        node["id"] = index[name]
+        # The layer's name is its box's id (and, in the SVG, its title): a user searches the
+        # picture for it and links to it. Cleaning can make two names one: keep ids unique.
+        index[name] = node["id"] = _unique(node["name"], ids)
         node["params"] = _sum(x["params"] for x in node["layers"])
         node["macs"] = _sum(x["macs"] for x in node["layers"])
         node["error"] = any(x["errors"] for x in node["layers"])
         view_nodes.append(node)
+    aux = _aux_prefix(ids)
     edges, missing = [], {}
     for layer in net.layers:
         dst = index[head[layer.name]]
@@ -131,7 +133,7 @@ def build_view(net, errors=()):
             if blob is None:
                 continue
             if blob.producer is None:     # an unknown bottom: draw the missing blob itself
-                src, box = missing.setdefault(blob.name, "m%d" % len(missing)), None
+                src, box = missing.setdefault(blob.name, "%sm%d" % (aux, len(missing))), None
             else:
                 box = head[blob.producer]
                 src = index[box]
@@ -140,12 +142,31 @@ def build_view(net, errors=()):
                     "named": blob.name != box}    # label the edge when the box does not say it
             if src != dst and edge not in edges:
                 edges.append(edge)
-    groups = _groups(view_nodes)
-    return {"net": _clean(net.name), "file": _clean(net.file or ""), "nodes": view_nodes, "edges": edges,
+    groups = _groups(view_nodes, aux)
+    return {"net": _clean(net.name), "file": _clean(net.file or ""), "aux": aux, "nodes": view_nodes, "edges": edges,
             "missing": [{"id": v, "blob": _clean(k)} for k, v in missing.items()], "groups": groups,
             "errors": [_error_dict(e) for e in errors if not e.layer or e.layer not in head],
             "totals": {"layers": len(net.layers), "params": _sum(n["params"] for n in view_nodes),
                        "macs": _sum(n["macs"] for n in view_nodes), "problems": len(errors)}}
+
+
+def _unique(name, taken):
+    """`name`, or name~2, name~3... if taken; added to `taken`."""
+    candidate, k = name, 1
+    while candidate in taken:
+        k += 1
+        candidate = "%s~%d" % (name, k)
+    taken.add(candidate)
+    return candidate
+
+
+def _aux_prefix(ids):
+    """The start of the ids of what is not a layer (missing blobs, blocks, edges, the
+    graph), chosen so that no layer's id starts with it: any string is a Caffe name."""
+    prefix = "~"
+    while any(i.startswith(prefix) for i in ids):
+        prefix += "~"
+    return prefix
 
 
 def _sum(values):
@@ -178,7 +199,7 @@ def _clean_text(text):
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "?", text)
 
 
-def _groups(nodes):
+def _groups(nodes, aux):
     """Repeated blocks: nodes whose names share a prefix before '_' or '/' (res2a_branch1,
     res2a_branch2a, res2a -> "res2a"), kept when the net has at least two such blocks."""
     members = {}
@@ -189,7 +210,7 @@ def _groups(nodes):
         return []
     out = []
     for i, (key, group) in enumerate(groups):
-        gid = "g%d" % i
+        gid = "%sg%d" % (aux, i)
         for node in group:
             node["group"] = gid
         types = {}
@@ -238,37 +259,44 @@ def _fill(node):
     return (defn is not None and defn.draw_color) or DEFAULT_COLOR
 
 
-def _node_attrs(node_id, label, color, error, style=None):
-    attrs = ['id="%s"' % node_id, "label=%s" % label, 'fillcolor="%s"' % color]
+def _dot_id(name):
+    """A DOT node name for any string: an HTML-like ID, the one form in which Graphviz
+    keeps every character (entities stay escaped in the SVG, which XML then decodes); a
+    quoted ID cannot end in a backslash."""
+    return "<%s>" % _h(name)
+
+
+def _node_attrs(node_id, label, color, error, style=None, prefix=""):
+    # \N is the node's name: the SVG element's id is the name behind the page's prefix.
+    attrs = ['id="%s\\N"' % prefix, "label=%s" % label, 'fillcolor="%s"' % color]
     if style:
         attrs.append('style="%s"' % style)
     if error:
         attrs += ['color="%s"' % ERROR_COLOR, "penwidth=3"]
-    return "  %s [%s];" % (node_id, ", ".join(attrs))
+    return "  %s [%s];" % (_dot_id(node_id), ", ".join(attrs))
 
 
-def _header(view, rankdir):
-    return ['digraph net {', '  rankdir=%s;' % rankdir,
+def _header(view, rankdir, prefix):
+    return ['digraph net {', '  id="%s%sgraph";' % (prefix, view["aux"]), '  rankdir=%s;' % rankdir,
             '  graph [fontname="Helvetica", nodesep=0.25, ranksep=0.35];',
             '  node [shape=box, style="rounded,filled", fontname="Helvetica", margin="0.08,0.04"];',
             '  edge [fontname="Helvetica", fontsize=9, color="#555555"];']
 
 
-def _edge_line(src, dst, edge, prefix=""):
-    label = edge["blob"] if edge["named"] else ""
-    return '  %s%s -> %s%s [label=<%s>];' % (prefix, src, prefix, dst, _h(label))
+def _edge_line(view, i, src, dst, label="", prefix=""):
+    return '  %s -> %s [id="%s%se%d", label=<%s>];' % (_dot_id(src), _dot_id(dst), prefix, view["aux"], i, _h(label))
 
 
 def _missing_lines(view, prefix=""):
-    return ['  %s%s [id="%s%s", shape=octagon, style="dashed,filled", fillcolor="#ffe0e0", color="%s", '
-            'label=<missing blob<BR/><B>%s</B>>];' % (prefix, m["id"], prefix, m["id"], ERROR_COLOR, _h(m["blob"]))
+    return ['  %s [id="%s\\N", shape=octagon, style="dashed,filled", fillcolor="#ffe0e0", color="%s", '
+            'label=<missing blob<BR/><B>%s</B>>];' % (_dot_id(m["id"]), prefix, ERROR_COLOR, _h(m["blob"]))
             for m in view["missing"]]
 
 
 def to_dot(view, rankdir="TB", show_lr_mult=False, prefix=""):
     """Every layer (in-place layers folded), grouped blocks drawn as clusters. `prefix`
     keeps element ids unique when two layouts share one HTML page."""
-    lines = _header(view, rankdir)
+    lines = _header(view, rankdir, prefix)
     grouped = {}
     for node in view["nodes"]:
         grouped.setdefault(node.get("group"), []).append(node)
@@ -276,17 +304,18 @@ def to_dot(view, rankdir="TB", show_lr_mult=False, prefix=""):
     for gid, members in grouped.items():
         indent = ""
         if gid is not None:
-            lines.append('  subgraph cluster_%s%s {' % (prefix, gid))
-            lines.append('    id="%scluster_%s"; label=<%s>; style="rounded,dashed"; color="#999999"; fontsize=10;'
+            lines.append('  subgraph <cluster%s> {' % _h(gid))
+            lines.append('    id="%s%s"; label=<%s>; style="rounded,dashed"; color="#999999"; fontsize=10;'
                          % (prefix, gid, _h(names[gid])))
             indent = "  "
         for node in members:
-            lines.append(indent + _node_attrs(prefix + node["id"], _node_label(node, show_lr_mult),
-                                              _fill(node), node["error"]))
+            lines.append(indent + _node_attrs(node["id"], _node_label(node, show_lr_mult),
+                                              _fill(node), node["error"], prefix=prefix))
         if gid is not None:
             lines.append("  }")
     lines += _missing_lines(view, prefix)
-    lines += [_edge_line(e["src"], e["dst"], e, prefix) for e in view["edges"]]
+    lines += [_edge_line(view, i, e["src"], e["dst"], e["blob"] if e["named"] else "", prefix)
+              for i, e in enumerate(view["edges"])]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -294,25 +323,25 @@ def to_dot(view, rankdir="TB", show_lr_mult=False, prefix=""):
 def to_dot_blocks(view, rankdir="TB", prefix="b_"):
     """One box per block (group), the other layers as they are."""
     group_of = {n["id"]: n.get("group") for n in view["nodes"]}
-    lines = _header(view, rankdir)
+    lines = _header(view, rankdir, prefix)
     for g in view["groups"]:
         types = ", ".join("%s%s" % (t, " x%d" % n if n > 1 else "") for t, n in sorted(g["types"].items()))
         label = ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD><B>%s</B> '
                  '<FONT POINT-SIZE="10">(%d layers)</FONT></TD></TR><TR><TD><FONT POINT-SIZE="9">%s</FONT>'
                  '</TD></TR><TR><TD><FONT POINT-SIZE="10" COLOR="#333333">%s</FONT></TD></TR></TABLE>>'
                  % (_h(g["name"]), g["layers"], _h(types), _h(_shape_line(g["outputs"]))))
-        lines.append(_node_attrs(prefix + g["id"], label, "#e8e8e8", g["error"], "filled,bold"))
+        lines.append(_node_attrs(g["id"], label, "#e8e8e8", g["error"], "filled,bold", prefix))
     for node in view["nodes"]:
         if group_of[node["id"]] is None:
-            lines.append(_node_attrs(prefix + node["id"], _node_label(node, False), _fill(node), node["error"]))
+            lines.append(_node_attrs(node["id"], _node_label(node, False), _fill(node), node["error"], prefix=prefix))
     lines += _missing_lines(view, prefix)
     seen = set()
     for e in view["edges"]:
         src = group_of.get(e["src"]) or e["src"]
         dst = group_of.get(e["dst"]) or e["dst"]
         if src != dst and (src, dst) not in seen:
+            lines.append(_edge_line(view, len(seen), src, dst, prefix=prefix))
             seen.add((src, dst))
-            lines.append('  %s%s -> %s%s;' % (prefix, src, prefix, dst))
     lines.append("}")
     return "\n".join(lines) + "\n"
 

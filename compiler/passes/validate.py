@@ -5,13 +5,11 @@ errors instead of stopping at the first pass that fails, so that `netdef check` 
 all and `netdef draw` can still show the valid part of a broken net; the shapes a source
 asserts (`expect` in the netdef language) are among the checks. `check_memory`
 refuses a net whose declared blobs would not fit a memory budget, before anything is
-allocated. `check_weights` compares a caffemodel's blobs with the net, one located error
-per layer.
+allocated. (Weights are matched with a net by passes/weights.py.)
 """
 import math
 
-from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, blob_fits, blobs_by_layer, human_bytes,
-                                 layer_params, memory_budget)
+from compiler.accounting import BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, human_bytes, layer_params, memory_budget
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
@@ -146,39 +144,4 @@ def check_shared_params(net, skip=()):
                                           "shared parameter '%s' has shape %s here but %s in layer '%s'"
                                           % (spec.name, shape, owner[1], owner[0]),
                                           "layers sharing a param { name } need blobs of the same shape"))
-    return errors
-
-
-def check_weights(net, file_layers, file):
-    """Compare a weights file's blobs (ir.LayerBlobs) with a valid, shaped net: one error
-    per layer, located at the layer in the net file."""
-    by_name = blobs_by_layer(file_layers)
-    errors = []
-    names = set()
-    for layer in net.layers:
-        names.add(layer.name)
-        defn = registry.get(layer.type)
-        want = [tuple(s) for s in defn.blob_shapes(layer, [net.blobs[b].shape for b in layer.bottoms])]
-        if not want:
-            continue
-        fl = by_name.get(layer.name)
-        where = (layer.file or net.file, layer.line, layer.name)
-        if fl is None:
-            errors.append(NetdefError(*where, "%s has no blobs for this layer" % file,
-                                      "layers match by name: was the layer renamed?"))
-        elif len(fl.blobs) != len(want):
-            errors.append(NetdefError(*where, "%s has %d blobs for this layer, the net expects %d"
-                                      % (file, len(fl.blobs), len(want))))
-        else:
-            for i, (arr, w, legacy) in enumerate(zip(fl.blobs, want, fl.legacy)):
-                if not blob_fits(arr.shape, w, legacy):
-                    errors.append(NetdefError(*where, "blob %d is %s in %s, the net expects %s"
-                                              % (i, list(arr.shape), file, list(w)),
-                                              "do these weights belong to this net?"))
-    extra = [n for n in by_name if n not in names]
-    if extra:
-        errors.append(NetdefError(file, None, None, "%d layer(s) of the weights are not in the net: %s"
-                                  % (len(extra), ", ".join("'%s'" % n for n in extra[:6])
-                                     + (" ..." if len(extra) > 6 else "")),
-                                  "layers match by name: was the net renamed?"))
     return errors

@@ -3,6 +3,9 @@ import argparse
 import os
 import shutil
 import tempfile
+import warnings
+
+from compiler.errors import NetdefWarning
 
 
 def parse_input_shapes(values):
@@ -33,6 +36,29 @@ def add_net_arguments(p):
                    help="override an input's shape (repeatable)")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
+
+
+def add_weights_arguments(p, help):
+    """--weights, and how strictly they must match the net."""
+    p.add_argument("--weights", help=help)
+    strictness = p.add_mutually_exclusive_group()
+    strictness.add_argument("--strict", action="store_true",
+                            help="layers of the weights that the net lacks, and layers of the net that the "
+                                 "weights lack, are errors (by default, as in Caffe, the first are skipped and "
+                                 "the second keep their filler values; both are reported)")
+    strictness.add_argument("--no-strict", action="store_true",
+                            help="deprecated: Caffe's matching is the default now")
+
+
+def weights_arguments(args):
+    """(weights, strict) as the arguments ask: a saved .netdef net brings its own weights."""
+    from compiler.frontends import saved
+    if args.no_strict:
+        warnings.warn("--no-strict is deprecated: it is the default now, and will be removed", NetdefWarning)
+    weights = args.weights
+    if weights is None and str(args.net).endswith(saved.SUFFIX):
+        weights = args.net
+    return weights, args.strict
 
 
 def memory_size(text):

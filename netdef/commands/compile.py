@@ -1,13 +1,12 @@
-"""netdef compile NET [--weights W] [--phase train|test] [--input-shape data=1,3,224,224] [-o OUT]
+"""netdef compile NET [--weights W [--strict]] [--phase train|test] [--input-shape data=1,3,224,224] [-o OUT]
                   [--fast] [--export-caffemodel OUT.caffemodel [--export-prototxt OUT.prototxt]]"""
-from netdef.commands import add_net_arguments, parse_net, write_atomic
+from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
 
 
 def add_parser(sub):
     p = sub.add_parser("compile", help="validate a net, build its module and print its layers")
     add_net_arguments(p)
-    p.add_argument("--weights", help=".caffemodel (or .netdef) to load")
-    p.add_argument("--no-strict", action="store_true", help="load the weights that match, report the rest")
+    add_weights_arguments(p, ".caffemodel (or .netdef) to load")
     p.add_argument("-o", "--output", help="save the compiled module (.netdef: prototxt + arrays, no pickle)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--fast", action="store_true",
@@ -24,7 +23,8 @@ def run(args):
     from compiler.backends.summary import format_summary
     sources = [args.net] + ([args.weights] if args.weights else [])
     net = parse_net(args)
-    gm = netdef.compile_net(net, args.weights, strict=not args.no_strict, fast=args.fast)
+    weights, strict = weights_arguments(args)
+    gm = netdef.compile_net(net, weights, strict=strict, fast=args.fast)
     print(format_summary(netdef.record(gm).net, args.format))
     if args.output:
         write_atomic(args.output, lambda tmp: netdef.save(gm, tmp), inputs=sources)

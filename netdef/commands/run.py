@@ -1,16 +1,21 @@
-"""netdef run NET --weights W --input in.npz --output out.npz [--blobs all|outputs]
+"""netdef run NET [--weights W [--strict]] --input in.npz --output out.npz [--blobs all|outputs]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
-reshaped to them, as Caffe's Net::Reshape does."""
-from compiler.errors import NetdefError
-from netdef.commands import add_device_arguments, add_net_arguments, parse_net, resolve_device, write_atomic
+reshaped to them, as Caffe's Net::Reshape does. Weights can fix a size, though (an
+InnerProduct's takes one count of inputs): a size they do not fit is reported as a
+problem of the input, with the size to feed. Without weights (a saved .netdef carries
+its own) the net runs on its filler values, and says so."""
+import warnings
+
+from compiler.errors import NetdefError, NetdefWarning
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
+                             resolve_device, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
     p = sub.add_parser("run", help="run a forward pass on arrays from an .npz file")
     add_net_arguments(p)
-    p.add_argument("--weights", help=".caffemodel (or .netdef)")
-    p.add_argument("--no-strict", action="store_true")
+    add_weights_arguments(p, ".caffemodel (or .netdef); without them the net runs on its filler values")
     p.add_argument("--input", required=True, help=".npz with one array per input blob")
     p.add_argument("--output", required=True, help=".npz to write, keys = Caffe blob names")
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
@@ -30,8 +35,11 @@ def run(args):
     device = resolve_device(args)
     arrays = read_npz(args.input, memory_budget(args.max_memory))
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
-    gm = netdef.compile_net(net, args.weights, outputs="all" if args.blobs == "all" else None,
-                            strict=not args.no_strict, fast=args.fast)
+    weights, strict = weights_arguments(args)
+    if weights is None:
+        warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
+    gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
+                            strict=strict, fast=args.fast)
     input_names = netdef.record(gm).input_names
     missing = [n for n in input_names if n not in arrays]
     if missing:

@@ -8,7 +8,8 @@ The net's inputs come from `--input`: an .npz with one array per input blob, ent
 the first axis the batch of pass j (as `netdef train --feed`). Without --iterations, every
 entry is used once; Caffe's default of 50 applies to nets that need no arrays."""
 from compiler.errors import NetdefError
-from netdef.commands import add_device_arguments, add_net_arguments, parse_net, resolve_device
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
+                             resolve_device, weights_arguments)
 
 CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
 
@@ -16,9 +17,7 @@ CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
 def add_parser(sub):
     p = sub.add_parser("test", help="score a net: mean of every output over N batches (caffe test)")
     add_net_arguments(p)
-    p.add_argument("--weights", required=True, help=".caffemodel (or .netdef) to score")
-    p.add_argument("--no-strict", action="store_true",
-                   help="layers the weights file lacks keep their fillers instead of being an error")
+    add_weights_arguments(p, ".caffemodel (or .netdef) to score (a saved .netdef NET carries its own)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="forward passes (default: every batch of --input, else 50)")
     p.add_argument("--input", metavar="IN.npz",
@@ -53,6 +52,10 @@ def run(args):
     from netdef.training.scoring import array_batches, loss_weights, score
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
+    weights, strict = weights_arguments(args)
+    if weights is None:
+        # caffe test: "Need model weights to score."
+        raise NetdefError(args.net, None, None, "netdef test scores trained weights: give them with --weights")
     device = resolve_device(args)
     arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input is not None else {}
     flat = [n for n, a in arrays.items() if a.ndim < 2]
@@ -74,7 +77,7 @@ def run(args):
         iterations = args.iterations or CAFFE_ITERATIONS
         batches = iter(dict, None)
     outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
-    gm = netdef.compile_net(net, args.weights, outputs=outputs, strict=not args.no_strict)
+    gm = netdef.compile_net(net, weights, outputs=outputs, strict=strict)
     place_module(gm, device, args.channels_last)
 
     def print_batch(i, values):

@@ -6,14 +6,15 @@ in TRAIN by default, as caffe time's does; inputs are zeros of the net's shapes 
 assumes a net that takes no input blobs). How the figures are measured:
 netdef/training/timing.py."""
 from compiler.errors import NetdefError
-from netdef.commands import add_device_arguments, add_net_arguments, parse_net, resolve_device
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
+                             resolve_device, weights_arguments)
 
 
 def add_parser(sub):
     p = sub.add_parser("time", help="per-layer forward and backward time (caffe time)")
     add_net_arguments(p)
     p.set_defaults(phase="train")
-    p.add_argument("--weights", help=".caffemodel (or .netdef); fillers otherwise")
+    add_weights_arguments(p, ".caffemodel (or .netdef); the filler values otherwise (time does not depend on them)")
     p.add_argument("--iterations", type=int, default=50, metavar="N",
                    help="timed iterations (default 50, as caffe time)")
     add_device_arguments(p)
@@ -31,7 +32,8 @@ def run(args):
     device = resolve_device(args)
     net = parse_net(args)
     outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
-    gm = netdef.compile_net(net, args.weights, outputs=outputs)
+    weights, strict = weights_arguments(args)
+    gm = netdef.compile_net(net, weights, outputs=outputs, strict=strict)
     place_module(gm, device, args.channels_last)
     print("Testing for %d iterations." % args.iterations)
     timing = time_net(gm, net, args.iterations, device, args.precision, args.channels_last,
