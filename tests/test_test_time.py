@@ -114,10 +114,9 @@ TIMED = 'name: "timed"\n' + inputs(data=(16, 512), label=(16,)) + \
 
 def timed_module(text, phase="TRAIN"):
     from tests.nets import parse_text
-    from netdef.training.scoring import loss_weights
+    from netdef.training.scoring import outputs_with_losses
     net = parse_text(text, phase=phase)
-    outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
-    return net, netdef.compile_net(net, outputs=outputs)
+    return net, netdef.compile_net(net, outputs=outputs_with_losses(net))
 
 
 def test_time_attributes_forward_and_backward_to_the_layers_that_spend_it():

@@ -49,7 +49,7 @@ def run(args):
     from netdef.npz import read_npz
     from netdef.training.device import place_module
     from netdef.training.log import caffe_float, loss_note
-    from netdef.training.scoring import array_batches, loss_weights, score
+    from netdef.training.scoring import array_batches, outputs_with_losses, score
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
     weights, strict = weights_arguments(args)
@@ -75,9 +75,8 @@ def run(args):
         batches = array_batches(arrays)
     else:
         iterations = args.iterations or CAFFE_ITERATIONS
-        batches = iter(dict, None)
-    outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
-    gm = netdef.compile_net(net, weights, outputs=outputs, strict=strict)
+        batches = iter(dict, None)      # a net without inputs: an empty feed per pass
+    gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
     place_module(gm, device, args.channels_last)
 
     def print_batch(i, values):

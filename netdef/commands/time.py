@@ -25,15 +25,14 @@ def run(args):
     import netdef
     from netdef.training.device import place_module
     from netdef.training.log import caffe_float
-    from netdef.training.scoring import loss_weights
+    from netdef.training.scoring import outputs_with_losses
     from netdef.training.timing import time_net
     if args.iterations < 1:
         raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
     device = resolve_device(args)
     net = parse_net(args)
-    outputs = net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
     weights, strict = weights_arguments(args)
-    gm = netdef.compile_net(net, weights, outputs=outputs, strict=strict)
+    gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
     place_module(gm, device, args.channels_last)
     print("Testing for %d iterations." % args.iterations)
     timing = time_net(gm, net, args.iterations, device, args.precision, args.channels_last,

@@ -24,6 +24,12 @@ def loss_weights(net):
     return weights
 
 
+def outputs_with_losses(net):
+    """The blobs a module must return to be scored or timed: the net's outputs, then every
+    weighted loss top that another layer reads (Net::Forward's loss counts those too)."""
+    return net.outputs + [b for b in loss_weights(net) if b not in net.outputs]
+
+
 def array_batches(arrays):
     """{name: array of shape [batches, ...]} -> iterator of {name: entry j} for j = 0, 1, ...
     (entry j along the first axis is the batch of forward pass j, as `--feed` has it)."""
@@ -41,8 +47,7 @@ class Scores:
 def score(gm, net, batches, iterations, device, precision="fp32", channels_last=False, on_batch=None):
     """Mean of every output of `gm` over `iterations` forward passes fed from `batches`.
 
-    gm must return the net's outputs (net.outputs) and every weighted loss top, so that the
-    loss is Caffe's: Net::Forward's loss sums every loss top, read by another layer or not.
+    gm must return outputs_with_losses(net), so that the loss is Caffe's.
     on_batch(i, [(name, flat values)]) sees each pass's outputs, for caffe test's
     `Batch i, name = value` lines. Runs under torch.no_grad(); the module keeps whichever
     train/eval mode it is in (the phase it was built for)."""

@@ -49,7 +49,7 @@ class Timing:
 def time_net(gm, net, iterations, device, precision="fp32", channels_last=False, inputs=None,
              on_iteration=None):
     """Time `iterations` clean and `iterations` per-layer forward/backward passes of gm (built
-    from `net`, returning its outputs and every weighted loss top). on_iteration(j, ms) sees
+    from `net`, returning outputs_with_losses(net)). on_iteration(j, ms) sees
     each clean iteration. Returns Timing."""
     import netdef
     record = netdef.record(gm)
