@@ -49,17 +49,25 @@ class InnerProduct(LayerDef):
 
     def lower(self, layer, shapes):
         p, axis, k = self._dims(layer, shapes[0])
-        return CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose,
-                                 p.weight_filler if p.HasField("weight_filler") else None,
-                                 p.bias_filler if p.HasField("bias_filler") else None)
+        module = CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose)
+        if p.HasField("weight_filler"):
+            fill(module.weight.data, p.weight_filler)
+        if p.bias_term and p.HasField("bias_filler"):
+            fill(module.bias.data, p.bias_filler)
+        return module
 
 
 class CaffeInnerProduct(nn.Module):
-    def __init__(self, k, n, axis, bias, transpose, weight_filler=None, bias_filler=None):
+    """in_features (K, the axes from `axis` on) -> out_features. The blobs are zero until
+    set, as Caffe's default fillers leave them."""
+
+    def __init__(self, in_features, out_features, axis, bias, transpose):
         super().__init__()
+        self.in_features, self.out_features = in_features, out_features
         self.axis, self.transpose = axis, transpose
-        self.weight = nn.Parameter(fill(torch.empty((k, n) if transpose else (n, k)), weight_filler))
-        self.bias = nn.Parameter(fill(torch.empty(n), bias_filler)) if bias else None
+        self.weight = nn.Parameter(torch.zeros((in_features, out_features) if transpose
+                                               else (out_features, in_features)))
+        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features)) if bias else None)
 
     def extra_repr(self):
         return "weight=%s, axis=%d%s" % (tuple(self.weight.shape), self.axis,
