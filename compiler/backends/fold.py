@@ -1,6 +1,7 @@
 """The inference fast path: fold BatchNorm and Scale into the Convolution before them and
-store 4-D weights channels_last. (In-place ReLUs and sums are not this pass's: every
-module the backend builds has them, see fast_path.)
+store 4-D weights channels_last. It transforms a net and the module built from it, so it
+is a backend. (In-place ReLUs and sums are not its work: every module the backend builds
+has them, see fast_path.)
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
 maps per output channel, so conv -> BatchNorm [-> Scale] equals one convolution with
@@ -9,22 +10,21 @@ ResNet. A chain folds only when nothing else can see the values in between: each
 intermediate value is read by the next layer of the chain alone and is not an output the
 module returns, and no layer of it shares parameters (param { name }) with another layer.
 
-The pass rewrites the IR (the convolution gains a bias and takes over the top of the last
-folded layer; BatchNorm and Scale are removed), rebuilds the module from it and loads the
-folded weights. The result is again a net Caffe can run: exporting it writes a valid,
+It rewrites the IR (the convolution gains a bias and takes over the top of the last folded
+layer; BatchNorm and Scale are removed), checks the new net through the pipeline, builds
+its module and loads the folded weights. The result is again a net Caffe can run: exporting it writes a valid,
 smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
 import numpy as np
 import torch
 
+from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.record import record_of
 from compiler.ir import Layer, LayerBlobs, Net
 from compiler.layers.conv import Convolution
 from compiler.layers.normalization import BatchNorm
 from compiler.layers.scale_bias import Scale
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
 
 
 def _shares_params(layer):
@@ -115,9 +115,9 @@ def fold_batchnorm(net, gm):
                 blobs.pop(layer.name, None)
     layers = [replaced.get(l.name, Layer(l.name, l.type, l.param, l.line, l.file))
               for l in net.layers if l.name not in removed]
-    folded = Net(net.name, layers, net.file, net.state)
-    wire(folded)
-    infer_shapes(folded, {net.blobs[t].name: net.blobs[t].shape for t in net.inputs})
+    folded = pipeline.build_net(Net(net.name, layers, net.file), net.state,
+                                {net.blobs[t].name: net.blobs[t].shape for t in net.inputs},
+                                pipeline.NO_BUDGET)
     out = torch_fx.build_module(folded, outputs)
     torch_weights.load_blobs(folded, out, [LayerBlobs(k, "", v, [False] * len(v)) for k, v in blobs.items()])
     out.train(gm.training)

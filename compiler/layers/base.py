@@ -12,6 +12,7 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
   and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`;
 - `lower_in_place()`: the same computation written into a bottom nobody else sees;
+- `declare_shapes()`: how a written net records the shapes its tops were given;
 - `in_place`, `aliases_bottom`: how the type treats its blobs (see the attributes);
 - `dsl_name`, `dsl_positional`, `dsl_abbreviations`: how the netdef language calls it;
 - `conv_fc_macs`, `draw_color`, `draw_label()`: how the summary and the drawings show it;
@@ -114,6 +115,12 @@ class LayerDef:
         backend checks that), as ReLU(inplace=True) and `out += identity` do in
         hand-written models. The default keeps `module` as it is."""
         return module
+
+    def declare_shapes(self, param, shapes):
+        """Write `shapes`, the shapes the net was shaped with, into `param` (a copy of the
+        layer's LayerParameter) where the type declares its tops' shapes (Input's
+        input_param), so that a written net says what it was compiled for. The default
+        declares nothing."""
 
     def draw_label(self, layer):
         """A short line with the layer's main parameters for its box in drawings
