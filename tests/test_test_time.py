@@ -202,3 +202,28 @@ def test_test_and_time_on_cuda(scored, capsys):
     assert float(cuda["loss"]) == pytest.approx(float(cpu["loss"]), rel=1e-4)
     assert main(["time", str(net), "--iterations", "2", "--gpu", "0"]) == 0
     assert "Average Forward-Backward" in capsys.readouterr().out
+
+
+def test_training_step_memory_counts_what_a_real_step_keeps():
+    from netdef.training.memory import training_step_memory
+    net, gm = timed_module(TIMED)
+    before = gm.bn.mean.clone()
+    est = training_step_memory(gm, {"data": (16, 512), "label": (16,)}, history_sets=2)
+    assert torch.equal(gm.bn.mean, before)                      # the module itself is untouched
+    learnable = sum(p.numel() * 4 for p in gm.parameters())
+    assert est.gradients == learnable and est.history == 2 * learnable
+    assert est.weights == learnable + sum(b.numel() * b.element_size() for b in gm.buffers())
+    assert est.inputs == 4 * (16 * 512 + 16)
+    # the same count on a real CPU step: the storages autograd keeps, weights excluded
+    own = {t.untyped_storage().data_ptr() for t in list(gm.parameters()) + list(gm.buffers())}
+    kept = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in own:
+            kept[s.data_ptr()] = s.nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        gm(torch.randn(16, 512), torch.zeros(16))
+    assert est.activations == sum(kept.values()) > 16 * 1024 * 4
+    assert est.total == est.weights + est.gradients + est.history + est.activations + est.inputs
