@@ -155,6 +155,7 @@ def test_time_command_prints_caffe_times_report(tmp_path, capsys):
     for line in ["Average Forward pass", "Average Backward pass", "Average Forward-Backward", "Total Time"]:
         assert re.search(r"^%s: [\d.e+-]+ ms\.$" % line, out, re.M), line
     assert "bn in scale" in out
+    assert re.search(r"^Memory of a training step \(estimate, with SGD's history\): [\d.]+ \w+ \(weights", out, re.M)
 
 
 def device_args(*argv):

@@ -24,7 +24,9 @@ def add_parser(sub):
 def run(args):
     import netdef
     from netdef.training.device import place_module
+    from compiler.accounting import human_bytes
     from netdef.training.log import caffe_float
+    from netdef.training.memory import training_step_memory
     from netdef.training.scoring import outputs_with_losses
     from netdef.training.timing import time_net
     if args.iterations < 1:
@@ -50,4 +52,9 @@ def run(args):
     print("Average Backward pass: %s ms." % caffe_float(timing.backward_ms))
     print("Average Forward-Backward: %s ms." % caffe_float(timing.forward_backward_ms))
     print("Total Time: %s ms." % caffe_float(sum(timing.iteration_ms)))
+    if net.phase == "TRAIN":
+        memory = training_step_memory(gm, {net.blobs[t].name: net.blobs[t].shape for t in net.inputs})
+        print("Memory of a training step (estimate, with SGD's history): %s (weights %s, gradients %s, "
+              "history %s, kept for backward %s)" % tuple(human_bytes(b) for b in (
+                  memory.total, memory.weights, memory.gradients, memory.history, memory.activations)))
     return 0
