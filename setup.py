@@ -15,7 +15,7 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "matplotlib"],
-                    "plot": ["matplotlib"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py", "matplotlib"],
+                    "hdf5": ["h5py"], "plot": ["matplotlib"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

@@ -93,7 +93,7 @@ def read_and_check(args):
 def add_device_arguments(p):
     """Where and how a computing verb (train, test, time, run) runs: --device, Caffe's --gpu,
     --precision and --channels-last. resolve_device(args) turns them into a torch.device;
-    netdef.training.device applies precision and memory format."""
+    netdef.devices applies precision and memory format."""
     g = p.add_argument_group("device")
     g.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N (default: cpu)")
     g.add_argument("--gpu", metavar="N", help="Caffe's spelling of --device cuda:N")
@@ -107,7 +107,7 @@ def resolve_device(args):
     """The torch.device that --device / --gpu choose (cpu when neither is given). Caffe's
     `--gpu 0,1` or `--gpu all` trains on several GPUs in one process; netdef does that with
     torchrun, so --gpu takes one index. Raises NetdefError when the device is not there."""
-    from netdef.training.device import parse_device
+    from netdef.devices import parse_device
     if args.gpu is not None:
         if args.device is not None:
             raise argparse.ArgumentTypeError("give --device or --gpu, not both")

@@ -30,8 +30,8 @@ def run(args):
     import torch
     import netdef
     from compiler.passes.validate import memory_budget
+    from netdef.devices import autocast, place, place_inputs
     from netdef.npz import read_npz, write_npz
-    from netdef.training.device import autocast, place_inputs, place_module
     device = resolve_device(args)
     arrays = read_npz(args.input, memory_budget(args.max_memory))
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
@@ -45,7 +45,7 @@ def run(args):
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
-    place_module(gm, device, args.channels_last)
+    place(gm, device, args.channels_last)
     inputs = place_inputs({n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in input_names},
                           device, args.channels_last)
     with torch.no_grad(), autocast(device, args.precision):

@@ -47,7 +47,7 @@ def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
     from netdef.npz import read_npz
-    from netdef.training.device import place_module
+    from netdef.devices import place
     from netdef.training.log import caffe_float, loss_note
     from netdef.training.scoring import array_batches, outputs_with_losses, score
     if args.iterations is not None and args.iterations < 1:
@@ -77,7 +77,7 @@ def run(args):
         iterations = args.iterations or CAFFE_ITERATIONS
         batches = iter(dict, None)      # a net without inputs: an empty feed per pass
     gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
-    place_module(gm, device, args.channels_last)
+    place(gm, device, args.channels_last)
 
     def print_batch(i, values):
         for name, flat in values:

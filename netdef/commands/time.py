@@ -23,7 +23,7 @@ def add_parser(sub):
 
 def run(args):
     import netdef
-    from netdef.training.device import place_module
+    from netdef.devices import place
     from compiler.accounting import human_bytes
     from netdef.training.log import caffe_float
     from netdef.training.memory import training_step_memory
@@ -35,7 +35,7 @@ def run(args):
     net = parse_net(args)
     weights, strict = weights_arguments(args)
     gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
-    place_module(gm, device, args.channels_last)
+    place(gm, device, args.channels_last)
     print("Testing for %d iterations." % args.iterations)
     timing = time_net(gm, net, args.iterations, device, args.precision, args.channels_last,
                       on_iteration=lambda j, ms: print("Iteration: %d forward-backward time: %s ms."

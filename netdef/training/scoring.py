@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from compiler.layers.loss import loss_weight
-from netdef.training.device import autocast, place_inputs
+from netdef.devices import autocast, place_inputs
 
 
 def loss_weights(net):

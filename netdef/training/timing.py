@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 
-from netdef.training.device import autocast, place_inputs
+from netdef.devices import autocast, place_inputs
 from netdef.training.scoring import loss_weights
 
 

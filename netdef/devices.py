@@ -1,13 +1,9 @@
-"""Devices, precision and memory format for every verb that computes (train, test, time,
-run). The CLI flags are defined once in netdef.commands.add_device_arguments; this module
-gives them their meaning, so a Python user gets the same behaviour as the command line.
+"""Devices and precisions for the verbs that compute (run, train, test, time, ...).
 
-Precision follows PyTorch's automatic mixed precision rather than casting the module:
-parameters and optimizer state stay fp32 (Caffe's solver arithmetic is fp32 and the
-solver's update must stay Caffe's), and matmuls/convolutions run in the lower precision
-inside `autocast`. fp16 has a narrow range, so training in it multiplies the loss before
-backward and divides the gradients after (`grad_scaler`); bf16 has fp32's range and needs
-no scaling."""
+fp32 is Caffe's arithmetic and the default. bf16 and fp16 run the forward pass under
+torch.autocast (matrix products and convolutions in the lower precision, reductions and
+losses in float32); training with fp16 also scales the loss (netdef.training.solver).
+"""
 import contextlib
 
 import torch
@@ -41,22 +37,15 @@ def parse_device(text):
 
 
 def autocast(device, precision):
-    """The context a forward pass runs in: nothing for fp32, torch.autocast otherwise."""
+    """A context manager running the forward pass of `device` in `precision`."""
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def grad_scaler(device, precision):
-    """A torch.amp.GradScaler that is active only for fp16: scale(loss) before backward,
-    unscale_ the gradients before the solver's update (Caffe's update and clip_gradients see
-    true gradients), and skip the update when they overflowed."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-
-def place_module(module, device, channels_last=False):
-    """Move a module's parameters and buffers to the device (and 4-d ones to channels_last)."""
+def place(module, device, channels_last=False):
+    """Move a module to `device` (and its 4-D weights to channels_last) in place."""
     module.to(device)
     if channels_last:
         module.to(memory_format=torch.channels_last)
