@@ -32,7 +32,8 @@ from handwritten_lenet import LeNet, copy_caffe_blobs as copy_lenet, param_group
 from handwritten_resnet50 import ResNet50, copy_caffe_blobs as copy_resnet
 
 LENET_CASE = GOLDEN / "train" / "lenet_sgd_inv"
-LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+# A small rate: every iteration trains on the same batch, which a larger one drives to NaN.
+LR, MOMENTUM, WEIGHT_DECAY = 0.001, 0.9, 5e-4
 SOLVER = """net: "{net}"
 base_lr: {lr}
 momentum: {momentum}
