@@ -77,12 +77,8 @@ def build_net(source, input_shapes=None):
     if source.proto is None:
         return pipeline.build(source.file, source.state, input_shapes)
     from compiler.frontends import prototxt
-    from compiler.passes.validate import validate
-    net = prototxt.net_from_proto(source.proto, source.file, source.lines, source.state)
-    errors = validate(net, input_shapes)
-    if errors:
-        raise NetdefErrors(errors)
-    return net
+    net = prototxt.net_from_proto(source.proto, source.file, source.lines)
+    return pipeline.build_net(net, source.state, input_shapes)
 
 
 def loss_terms(net):
