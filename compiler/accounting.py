@@ -73,6 +73,13 @@ def layer_params(net, layer, seen_shared):
     return total
 
 
+def layer_workspace(net, layer):
+    """Bytes of the temporaries one shaped layer allocates while it runs
+    (LayerDef.workspace_values)."""
+    shapes = [net.blobs[b].shape for b in layer.bottoms]
+    return BYTES_PER_VALUE * registry.get(layer.type).workspace_values(layer, shapes)
+
+
 def blob_fits(arr_shape, want, legacy):
     """Whether a file's blob of `arr_shape` fills a blob of shape `want`."""
     if tuple(arr_shape) == tuple(want):

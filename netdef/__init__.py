@@ -14,6 +14,7 @@ from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers.base import LayerDef, ShapeError
 from netdef.version import __version__
 from netdef.api import compile_net, export, load, parse, record, register_layer, save
+import netdef.data  # noqa: F401,E402  (registers the data layers' source-shapes hooks)
 
 __all__ = ["__version__", "NetdefError", "NetdefErrors", "NetdefWarning", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]

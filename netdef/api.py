@@ -125,7 +125,7 @@ def save(gm, path):
     its blobs as a .caffemodel. Loading it (netdef.load) parses both; nothing is unpickled."""
     net = record_of(gm).net
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(saved.NET_ENTRY, net_to_text(net))
+        z.writestr(saved.NET_ENTRY, net_to_text(net, for_caffe=False))
         with z.open(saved.WEIGHTS_ENTRY, "w") as f:
             write_caffemodel(f, net, gm)
 
