@@ -19,9 +19,9 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "safetensors",
-                             "onnxruntime"] + DATA,
-                    "data": DATA, "hdf5": ["h5py"],
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py", "matplotlib",
+                             "safetensors", "onnxruntime"] + DATA,
+                    "data": DATA, "hdf5": ["h5py"], "plot": ["matplotlib"],
                     "safetensors": ["safetensors"],
                     "onnx": ["onnx", "onnxscript", "onnxruntime"],
                     # the digits acceptance run (make acceptance), examples/transfer_digits.py and the data benchmark

@@ -30,6 +30,9 @@ BENCHMARKS = {
     "memory": ("bench_memory.py", {"--rounds": (3, 1)}, None),
     "compile": ("bench_compile.py", {"--rounds": (15, 5)}, None),
     "data": ("bench_data.py", {"--batches": (40, 4), "--steps": (60, 10)}, None),
+    "training": ("bench_training.py", {"--rounds": (10, 2)}, None),
+    "train-memory": ("bench_train_memory.py", {"--rounds": (3, 1)}, None),
+    "solver": ("bench_solver.py", {"--rounds": (20, 4)}, None),
 }
 
 

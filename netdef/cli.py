@@ -14,8 +14,8 @@ import warnings
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train", "data", "export", "finetune",
-            "deploy", "predict", "features"]
+COMMANDS = ["compile", "run", "train", "test", "time", "summary", "check", "draw", "convert", "data", "plot",
+            "export", "finetune", "deploy", "predict", "features"]
 
 
 def make_parser():

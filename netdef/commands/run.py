@@ -1,10 +1,5 @@
-<<<<<<< HEAD
-"""netdef run NET [--weights W [--strict]] --input in.npz --output out.npz [--blobs all|outputs]
-                [--fast | --compile] [--device D] [--precision fp32|bf16|fp16]
-=======
 """netdef run NET [--weights W [--strict]] [--input in.npz] --output out.npz [--blobs all|outputs]
-               [--iterations N] [--seed S]
->>>>>>> data
+               [--iterations N] [--seed S] [--fast | --compile] [--device D] [--precision fp32|bf16|fp16]
 
 The arrays may have another batch or spatial size than the prototxt declares: the net is
 reshaped to them, as Caffe's Net::Reshape does. Weights can fix a size, though (an
@@ -20,8 +15,8 @@ mirrors), a fixed default otherwise."""
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
-from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, device_of,
-                             parse_net, weights_arguments, write_atomic)
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
+                             resolve_device, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
@@ -33,15 +28,12 @@ def add_parser(sub):
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
     p.add_argument("--fast", action="store_true",
                    help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
-<<<<<<< HEAD
     p.add_argument("--compile", action="store_true",
                    help="the fast path compiled by torch.compile (inductor, freezing), warmed up before "
                         "the batch; falls back to --fast with one line saying why")
-=======
     p.add_argument("--iterations", type=int, metavar="N",
                    help="run N forward passes; keys become iter{k}/{blob} (k = 1..N)")
     p.add_argument("--seed", type=int, help="seed of the data layers' randomness (default: fixed)")
->>>>>>> data
     add_device_arguments(p)
     return p
 
@@ -52,22 +44,26 @@ def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
     from netdef.data.feed import DEFAULT_SEED, NetData
-    from netdef.devices import autocast, place
+    from netdef.devices import autocast, place, place_inputs
     from netdef.inference import compile_for_inference
     from netdef.npz import read_npz, write_npz
     if args.iterations is not None and args.iterations < 1:
         raise NetdefError(None, None, None, "--iterations must be at least 1, got %d" % args.iterations)
     arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input else {}
-    device = device_of(args)
+    device = resolve_device(args)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
-<<<<<<< HEAD
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    torch.manual_seed(seed)                  # Dropout in TRAIN
+    data = NetData(net, seed)
     input_names = [net.blobs[t].name for t in net.inputs]
-    missing = [n for n in input_names if n not in arrays]
+    missing = [n for n in input_names if n not in arrays and n not in data.blob_names]
     if missing:
-        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
-                          % (", ".join(missing), ", ".join(arrays) or "none"))
+        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (%s)" % (
+            ", ".join(missing), "the file has %s" % (", ".join(arrays) or "none") if args.input
+            else "give them with --input arrays.npz"))
     weights, strict = weights_arguments(args)
-    if weights is None:
+    if weights is None and any(layer.defn.blob_shapes(layer, [net.blobs[b].shape for b in layer.bottoms])
+                               for layer in net.layers):
         warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
     gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
                             strict=strict, fast=args.fast or args.compile)
@@ -75,39 +71,17 @@ def run(args):
     if args.compile:
         # Compiled where it runs; the compiled module applies --precision itself.
         gm = compile_for_inference(gm, args.precision)
-    with torch.no_grad(), autocast(device, "fp32" if args.compile else args.precision):
-        # Positionally: a blob name need not be a Python identifier ("input.1").
-        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)).to(device)
-                   for n in input_names])
-    result = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
-=======
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    torch.manual_seed(seed)                  # Dropout in TRAIN
-    data = NetData(net, seed)
-    weights, strict = weights_arguments(args)
-    if weights is None and any(layer.defn.blob_shapes(layer, [net.blobs[b].shape for b in layer.bottoms])
-                               for layer in net.layers):
-        warnings.warn("no --weights: %s runs on its filler values" % args.net, NetdefWarning)
-    gm = netdef.compile_net(net, weights, outputs="all" if args.blobs == "all" else None,
-                            strict=strict, fast=args.fast)
-    input_names = netdef.record(gm).input_names
-    missing = [n for n in input_names if n not in arrays and n not in data.blob_names]
-    if missing:
-        raise NetdefError(args.input, None, None, "no array for input blob(s) %s (%s)" % (
-            ", ".join(missing), "the file has %s" % (", ".join(arrays) or "none") if args.input
-            else "give them with --input arrays.npz"))
-    place(gm, device, args.channels_last)
     result = {}
     batches = data.batches()
     for k in range(1, (args.iterations or 1) + 1):
-        feed = dict(arrays, **next(batches))
-        with torch.no_grad(), autocast(device, args.precision):
+        feed = place_inputs({n: np.ascontiguousarray(v, dtype=np.float32)
+                             for n, v in dict(arrays, **next(batches)).items() if n in input_names},
+                            device, args.channels_last)
+        with torch.no_grad(), autocast(device, "fp32" if args.compile else args.precision):
             # Positionally: a blob name need not be a Python identifier ("input.1").
-            out = gm(*[torch.as_tensor(np.ascontiguousarray(feed[n], dtype=np.float32)).to(device)
-                       for n in input_names])
+            out = gm(*[feed[n] for n in input_names])
         prefix = "iter%d/" % k if args.iterations else ""
         result.update({prefix + name: v.detach().float().cpu().numpy() for name, v in out.items()})
->>>>>>> data
     write_atomic(args.output, lambda tmp: write_npz(tmp, result),
                  inputs=[args.net] + [f for f in (args.input, args.weights) if f])
     print("wrote %d blobs to %s" % (len(result), args.output))

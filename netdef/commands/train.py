@@ -20,7 +20,7 @@ SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
 import os
 
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
-from netdef.commands import add_device_arguments, device_of
+from netdef.commands import add_device_arguments, resolve_device
 
 
 def add_parser(sub):
@@ -57,7 +57,7 @@ def run(args):
         raise argparse.ArgumentTypeError("give --snapshot to resume or --weights to fine-tune, not both")
     solver_file = read_solver(args.solver)
     check_solver(solver_file)
-    device = device_of(args)
+    device = resolve_device(args)
     rank, world, distributed = _distributed(device)
     errors = []
     for path, what in [(args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")] + \
@@ -91,7 +91,8 @@ def run(args):
         raise NetdefErrors(errors)
     # Created only now: a run refused above writes nothing, not even its log.
     log = solver.log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
-                                   p.average_loss)
+                                   p.average_loss, display=p.display, max_iter=p.max_iter,
+                                   append=bool(args.snapshot), net_name=solver.net.name)
     if solver.weights_report is not None and rank == 0:
         _log_weights(log, solver.weights_report)
     trace = {}
