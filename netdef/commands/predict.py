@@ -10,7 +10,7 @@ class names come from --labels, else from the labels file beside NET (NET.labels
 import os
 
 from compiler.errors import NetdefError
-from netdef.commands import device_of, memory_size, parse_input_shapes
+from netdef.commands import memory_size, parse_input_shapes, resolve_device
 
 
 def add_parser(sub):
@@ -38,7 +38,7 @@ def add_prediction_arguments(p, images):
                    help="a data top's shape, where netdef cannot read it (train_val nets)")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
+    p.add_argument("--gpu", default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
 
 
 def add_preprocessing_arguments(p):
@@ -87,7 +87,7 @@ class Classifier:
 
     def __init__(self, args):
         self.crops = args.crops
-        self.device = device_of(args)
+        self.device = resolve_device(args)
         shapes = parse_input_shapes(args.input_shape)
         first = deploy_net(args.net, args.net_name, shapes, args.max_memory)
         self.preprocessor = preprocessor(args, first)
