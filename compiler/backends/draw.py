@@ -93,7 +93,7 @@ def build_view(net, errors=()):
     by_layer = {}
     for e in errors:
         by_layer.setdefault(e.layer, []).append(e)
-    head = {}             # layer name -> name of the layer whose box shows it
+    head = {}             # layer key -> key of the layer whose box shows it
     nodes, order = {}, []
     seen_shared = set()
     for layer in net.layers:
@@ -104,22 +104,22 @@ def build_view(net, errors=()):
         info = _layer_info(net, layer, by_layer.get(layer.name, []), seen_shared)
         if producer is not None and producer in head:
             node = nodes[head[producer]]
-            head[layer.name] = head[producer]
+            head[layer.key] = head[producer]
             node["layers"].append(info)
             if layer.tops:
                 node["outputs"] = info["outputs"]
             continue
-        head[layer.name] = layer.name
-        nodes[layer.name] = {"name": _clean(layer.name), "type": _clean(layer.type), "layers": [info],
+        head[layer.key] = layer.key
+        nodes[layer.key] = {"name": _clean(layer.name), "type": _clean(layer.type), "layers": [info],
                              "outputs": info["outputs"], "line": layer.line}
-        order.append(layer.name)
+        order.append(layer.key)
     view_nodes = []
     index, ids = {}, set()
-    for name in order:
-        node = nodes[name]
+    for key in order:
+        node = nodes[key]
         # The layer's name is its box's id (and, in the SVG, its title): a user searches the
         # picture for it and links to it. Cleaning can make two names one: keep ids unique.
-        index[name] = node["id"] = _unique(node["name"], ids)
+        index[key] = node["id"] = _unique(node["name"], ids)
         node["params"] = _sum(x["params"] for x in node["layers"])
         node["macs"] = _sum(x["macs"] for x in node["layers"])
         node["error"] = any(x["errors"] for x in node["layers"])
@@ -127,7 +127,7 @@ def build_view(net, errors=()):
     aux = _aux_prefix(ids)
     edges, missing = [], {}
     for layer in net.layers:
-        dst = index[head[layer.name]]
+        dst = index[head[layer.key]]
         for sid in layer.bottoms:
             blob = net.blobs.get(sid)
             if blob is None:

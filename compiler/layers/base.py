@@ -102,6 +102,10 @@ class LayerDef:
         return None
 
 
+# Caffe's kMaxBlobAxes: Blob::Reshape refuses a shape of more axes (blob.hpp).
+MAX_AXES = 32
+
+
 def prod(dims):
     n = 1
     for d in dims:

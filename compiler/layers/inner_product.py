@@ -3,11 +3,17 @@
 The input is flattened from `axis` (default 1) into K features; the output keeps the
 axes before `axis` and adds num_output. The weight blob is (num_output, K), or (K,
 num_output) with `transpose: true`.
+
+K is fixed by the weights, so an input of another size than the net was built for (a
+256x256 image into a net for 224x224) cannot work; the module says so, naming the layer
+and both counts, instead of failing inside a matmul.
 """
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from compiler.errors import NetdefError
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.layers.fillers import fill
 
@@ -51,13 +57,27 @@ class InnerProduct(LayerDef):
         p, axis, k = self._dims(layer, shapes[0])
         return CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose,
                                  p.weight_filler if p.HasField("weight_filler") else None,
-                                 p.bias_filler if p.HasField("bias_filler") else None)
+                                 p.bias_filler if p.HasField("bias_filler") else None, layer.name)
+
+
+@torch.fx.wrap
+def check_input_count(x, axis, k, layer):
+    """x, if its axes from `axis` on hold the `k` values the weights take; else a
+    NetdefError. torch.fx.wrap keeps it one call in a symbolically traced graph, run on
+    real shapes; torch.compile and export see a check of static sizes (a guard)."""
+    count = prod(x.shape[axis:])
+    if count != k:
+        raise NetdefError(None, None, layer, "got an input of %d values per item (%s from axis %d on), but its "
+                          "weights take %d" % (count, "x".join(str(d) for d in x.shape), axis, k),
+                          "the weights fix the size of what reaches this layer: feed the input size "
+                          "the net was built for")
+    return x
 
 
 class CaffeInnerProduct(nn.Module):
-    def __init__(self, k, n, axis, bias, transpose, weight_filler=None, bias_filler=None):
+    def __init__(self, k, n, axis, bias, transpose, weight_filler=None, bias_filler=None, layer=None):
         super().__init__()
-        self.axis, self.transpose = axis, transpose
+        self.axis, self.transpose, self.k, self.layer = axis, transpose, k, layer
         self.weight = nn.Parameter(fill(torch.empty((k, n) if transpose else (n, k)), weight_filler))
         self.bias = nn.Parameter(fill(torch.empty(n), bias_filler)) if bias else None
 
@@ -66,6 +86,7 @@ class CaffeInnerProduct(nn.Module):
                                          ", transpose" if self.transpose else "")
 
     def forward(self, x):
+        x = check_input_count(x, self.axis, self.k, self.layer)
         if x.dim() != self.axis + 1:
             x = x.flatten(self.axis)
         if self.transpose:

@@ -8,9 +8,10 @@ refuses a net whose declared blobs would not fit a memory budget, before anythin
 allocated. (Weights are matched with a net by passes/weights.py.)
 """
 import math
+import warnings
 
 from compiler.accounting import BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, human_bytes, layer_params, memory_budget
-from compiler.errors import NetdefError, NetdefErrors
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
 from compiler.layers.fillers import FILLER_TYPES
@@ -48,12 +49,15 @@ def validate(net, input_shapes=None, max_memory=None):
     """Wire and shape a net read by a frontend; returns every error found (a list of
     NetdefError). The net keeps what could be worked out: the blobs and shapes of the
     layers that are valid."""
+    if not net.layers:
+        return [empty_net_error(net)]
     errors = []
     try:
         wire(net)
     except NetdefErrors as e:
         errors.extend(e.errors)
     wiring_failed = {e.layer for e in errors}
+    warn_duplicate_names(net)
     try:
         infer_shapes(net, input_shapes)
     except NetdefErrors as e:
@@ -70,6 +74,33 @@ def validate(net, input_shapes=None, max_memory=None):
         except NetdefError as e:
             errors.append(e)
     return errors
+
+
+def empty_net_error(net):
+    """A net without layers computes nothing: say why it has none."""
+    excluded = net.excluded_layers
+    if excluded:
+        state = net.phase + "".join(", stage %s" % s for s in net.state.stages) + \
+            (", level %d" % net.state.level if net.state.level else "")
+        return NetdefError(net.file, None, None, "no layer of the net is in the %s net: the include/exclude "
+                           "rules of all %d layers leave them out" % (state, len(excluded)),
+                           "choose the phase or stages they are written for (--phase, --stage)")
+    return NetdefError(net.file, None, None, "the file defines no layers: there is nothing to compile",
+                       "a net needs at least an input and a layer")
+
+
+def warn_duplicate_names(net):
+    """One NetdefWarning for the names several layers share. Caffe accepts them and
+    CopyTrainedLayersFrom copies a file's blobs into the first layer of a name only, so a
+    later one always keeps its fillers: a user who did not mean it should know."""
+    duplicates = net.duplicate_names
+    if not duplicates:
+        return
+    said = "; ".join("%d layers named '%s' (lines %s)" % (len(layers), name,
+                                                           ", ".join(str(x.line or "?") for x in layers))
+                     for name, layers in duplicates.items())
+    warnings.warn("%s: %s: weights load into the first layer of a name, as in Caffe; the others keep "
+                  "their fillers" % (net.file or "<input>", said), NetdefWarning, stacklevel=3)
 
 
 def _fillers(message):

@@ -319,7 +319,7 @@ def _input_error(net, layer, t, smallest, largest, bad, target):
         feed = "%d channels" % smallest[1]
     else:
         feed = _dims(smallest)
-    source = _first_by_name(net)[blob.producer]
+    source = net.layer(blob.producer)
     return NetdefError(source.file or net.file, source.line, None,
                        "input '%s' %s %s; the weights have %s: feed %s"
                        % (blob.name, _dims(have), effect, _dims(target), feed),

@@ -6,6 +6,8 @@
   in-place layer on one of them rewrites them all, so they form one alias group.
 - Caffe refuses a top written by two layers unless in place, and an in-place write to a
   blob that another layer has already read ("produced by multiple sources").
+- Caffe accepts two layers of one name (BVLC's mnist_autoencoder has two "loss"): the
+  graph knows layers by Layer.key, which is unique.
 """
 import difflib
 
@@ -20,7 +22,6 @@ def wire(net):
     aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
     versions = {}     # Caffe name -> number of values written so far
     readers = {}      # SSA id -> names of the layers that read it
-    seen_layers = {}           # layer name -> first layer with it
     net.blobs, net.latest, net.blob_order = {}, {}, []
     net.graph.clear()
     writers = {}      # Caffe name -> first layer that writes it (for hints)
@@ -39,13 +40,7 @@ def wire(net):
         p = layer.param
         if not layer.name:
             fail(layer, "layer of type %s has no name" % (layer.type or "?"), "add name: \"...\"")
-        elif layer.name in seen_layers:
-            first = seen_layers[layer.name]
-            fail(layer, "duplicate layer name (first used%s)" % (" at line %d" % first.line if first.line else ""),
-                 "rename one, e.g. '%s_2': Caffe tolerates duplicates, but netdef names the graph's "
-                 "nodes, the module's submodules and the weights it loads after layers" % layer.name)
-        seen_layers.setdefault(layer.name, layer)
-        net.graph.add_node(layer.name, layer=layer)
+        net.graph.add_node(layer.key, layer=layer)
         layer.bottoms, layer.tops = [], []
         for b in p.bottom:
             if b not in current:
@@ -77,12 +72,12 @@ def wire(net):
                      "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
                      "give this layer a new top name, or move it before '%s'" % readers[sid][0])
             readers.setdefault(sid, []).append(layer.name)
-            net.graph.add_edge(net.blobs[sid].producer, layer.name, key=sid, blob=sid)
+            net.graph.add_edge(net.blobs[sid].producer, layer.key, key=sid, blob=sid)
         for i, t in enumerate(p.top):
             in_place = t in p.bottom
             if t in current and not in_place:
                 fail(layer, "top blob '%s' produced by multiple sources (already written by layer "
-                     "'%s')" % (t, net.blobs[current[t]].producer),
+                     "'%s')" % (t, net.layer(net.blobs[current[t]].producer).name),
                      "rename the top, or make it in place by also listing it as a bottom")
                 continue
             if t in layer.param.top[:i]:
@@ -91,7 +86,7 @@ def wire(net):
             k = versions.get(t, 0)
             versions[t] = k + 1
             sid = t if k == 0 else "%s#%d" % (t, k)
-            net.blobs[sid] = Blob(sid, t, layer.name)
+            net.blobs[sid] = Blob(sid, t, layer.key)
             layer.tops.append(sid)
             if t not in net.blob_order:
                 net.blob_order.append(t)
