@@ -84,3 +84,182 @@ def test_blobs_of_more_than_32_axes_are_refused_with_their_layer(tmp_path):
     with pytest.raises(NetdefError) as e:
         netdef.parse(path)
     assert (e.value.layer, e.value.line) == ("d", 1) and "33 axes" in str(e.value)
+
+
+# ---- hostile files ----
+
+FC_NET = '''name: "fc"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 4 } }
+'''
+
+
+@pytest.fixture
+def saved_net(tmp_path):
+    path = write(tmp_path, "fc.prototxt", FC_NET)
+    out = tmp_path / "fc.netdef"
+    netdef.save(netdef.load(path), out)
+    return out
+
+
+def _patch_headers(data, local_offset, central_offset, value):
+    """Set a field of every local (PK\\3\\4) and central (PK\\1\\2) zip header."""
+    data = bytearray(data)
+    for sig, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        i = data.find(sig)
+        while i >= 0:
+            data[i + offset:i + offset + 2] = value(int.from_bytes(data[i + offset:i + offset + 2], "little")) \
+                .to_bytes(2, "little")
+            i = data.find(sig, i + 4)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: _patch_headers(d, 6, 8, lambda f: f | 1), "is encrypted"),
+    (lambda d: _patch_headers(d, 8, 10, lambda m: 99), "compression method 99"),
+    (lambda d: d[:60] + bytes(b ^ 0x5A for b in d[60:200]) + d[200:], "not a valid .netdef file"),
+    (lambda d: d[:len(d) // 2], "not a valid .netdef file"),
+])
+def test_a_damaged_or_hostile_netdef_zip_is_a_located_error(saved_net, change, words, capsys):
+    saved_net.write_bytes(change(saved_net.read_bytes()))
+    code, out, err = run_cli(["check", saved_net], capsys)
+    assert code == 1 and words in err and str(saved_net) in err and "Traceback" not in err
+
+
+def test_a_netdef_zip_bomb_is_refused_from_its_declared_sizes(tmp_path, monkeypatch):
+    import zipfile
+    from compiler.frontends import saved
+    bomb = tmp_path / "bomb.netdef"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(saved.NET_ENTRY, FC_NET)
+        z.writestr(saved.WEIGHTS_ENTRY, bytes(64 << 20))        # 64 MiB of zeros: ~64 KB deflated
+    assert bomb.stat().st_size < 1 << 20
+    monkeypatch.setenv("NETDEF_MAX_MEMORY", "16M")
+    with pytest.raises(NetdefError) as e:
+        saved.read_saved(bomb)
+    assert "declare 64.0 MiB, over the 16.0 MiB memory budget" in str(e.value)
+
+
+def test_a_zip_entry_larger_than_its_header_says_is_not_inflated_past_it(saved_net):
+    from compiler.frontends import saved
+    # Shrink the declared size of the weights entry in its central header: the reader
+    # must stop there (and say so), not inflate what the data holds.
+    import zipfile
+    with zipfile.ZipFile(saved_net) as z:
+        info = z.getinfo(saved.WEIGHTS_ENTRY)
+    data = bytearray(saved_net.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    while data[central + 46:central + 46 + len(saved.WEIGHTS_ENTRY)] != saved.WEIGHTS_ENTRY.encode():
+        central = data.find(b"PK\x01\x02", central + 4)
+    data[central + 24:central + 28] = (info.file_size // 2).to_bytes(4, "little")
+    saved_net.write_bytes(bytes(data))
+    with pytest.raises(NetdefError) as e:
+        saved.read_saved(saved_net)
+    assert "not a valid .netdef file" in str(e.value)
+
+
+def test_a_netdef_from_a_newer_netdef_is_refused_saying_so(saved_net):
+    import zipfile
+    from compiler.frontends import saved
+    with zipfile.ZipFile(saved_net) as z:
+        assert z.read(saved.FORMAT_ENTRY).decode() == "netdef-saved 1"
+        entries = {n: z.read(n) for n in z.namelist()}
+    entries[saved.FORMAT_ENTRY] = b"netdef-saved 7"
+    with zipfile.ZipFile(saved_net, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    with pytest.raises(NetdefError) as e:
+        netdef.load(saved_net)
+    assert "newer netdef" in str(e.value) and "format 7" in str(e.value) and "up to 1" in str(e.value)
+    del entries[saved.FORMAT_ENTRY]                 # written before versions: still read
+    with zipfile.ZipFile(saved_net, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    assert netdef.load(saved_net) is not None
+
+
+def _caffemodel(layers):
+    """A caffemodel of {name: [(shape, values)]} written with Caffe's protobuf schema."""
+    from compiler.proto import caffe_pb2
+    msg = caffe_pb2.NetParameter()
+    for name, blobs in layers.items():
+        layer = msg.layer.add(name=name, type="InnerProduct")
+        for shape, values in blobs:
+            blob = layer.blobs.add()
+            blob.shape.dim.extend(shape)
+            blob.data.extend(values)
+    return msg.SerializeToString()
+
+
+def test_a_caffemodel_is_mapped_and_only_the_blobs_a_net_uses_are_materialised(tmp_path):
+    from compiler.frontends.caffemodel import read_caffemodel
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(_caffemodel({"fc": [((4, 18), [0.5] * 72), ((4,), [1.0] * 4)],
+                                  "extra": [((1000, 100), [0.0] * 100000)]}))
+    layers = read_caffemodel(path)
+    extra = next(fl for fl in layers if fl.name == "extra").blobs[0]
+    assert not extra.flags.owndata and extra.flags.writeable      # a view into the map
+    gm = netdef.load(write(tmp_path, "fc.prototxt", FC_NET), weights=path)
+    assert float(gm.fc.weight[0, 0]) == 0.5
+    assert netdef.record(gm).weights.ignored == ("extra",)
+
+
+@pytest.mark.parametrize("shape, words", [
+    ([1 << 40, 0], "a dimension over"),
+    ([1] * 33, "more than 32 axes"),
+])
+def test_caffemodel_blob_shapes_caffe_refuses_are_located_errors(tmp_path, shape, words):
+    from compiler.frontends.caffemodel import read_caffemodel
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(_caffemodel({"fc": [(shape, [0.0] * (1 if 0 not in shape else 0))]}))
+    with pytest.raises(NetdefError) as e:
+        read_caffemodel(path)
+    assert words in str(e.value) and e.value.layer == "fc" and e.value.file == str(path)
+
+
+def test_used_blobs_over_the_memory_budget_are_refused_before_they_are_read(tmp_path):
+    from compiler.frontends.caffemodel import read_caffemodel
+    from compiler.passes.weights import match_weights
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(_caffemodel({"fc": [((4, 18), [0.5] * 72), ((4,), [1.0] * 4)]}))
+    net = netdef.parse(write(tmp_path, "fc.prototxt", FC_NET))
+    with pytest.raises(NetdefError) as e:
+        match_weights(net, read_caffemodel(path), str(path), max_memory=100)
+    assert "over the 100 B memory budget" in str(e.value)
+
+
+def _special_files(tmp_path):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop")
+    return [("/dev/zero", "a character device"), (fifo, "a FIFO"), (loop, "symbolic links"), (tmp_path, "a directory")]
+
+
+def test_special_files_are_refused_without_reading_them(tmp_path, capsys):
+    import numpy as np
+    net = write(tmp_path, "fc.prototxt", FC_NET)
+    arrays = tmp_path / "in.npz"
+    np.savez(arrays, data=np.zeros((1, 2, 3, 3), np.float32))
+    for special, words in _special_files(tmp_path):
+        for argv in (["check", special], ["summary", special],
+                     ["run", net, "--weights", special, "--input", arrays, "--output", tmp_path / "o.npz"],
+                     ["run", net, "--input", special, "--output", tmp_path / "o.npz"]):
+            code, out, err = run_cli(argv, capsys)
+            assert code == 1 and words in err and "Traceback" not in err, (argv, err)
+
+
+# ---- inputs that do not fit an InnerProduct's weights, from Python ----
+
+def test_an_input_of_another_size_names_the_inner_product_and_both_counts(tmp_path):
+    import torch
+    gm = netdef.load(write(tmp_path, "fc.prototxt", FC_NET))
+    assert gm(torch.zeros(1, 2, 3, 3))["fc"].shape == (1, 4)
+    with pytest.raises(NetdefError) as e:
+        gm(torch.zeros(1, 2, 4, 4))
+    assert e.value.layer == "fc" and "32 values" in str(e.value) and "take 18" in str(e.value)
+    traced = torch.fx.symbolic_trace(gm)               # still one traceable call
+    assert traced(torch.zeros(1, 2, 3, 3))["fc"].shape == (1, 4)
+    with pytest.raises(NetdefError):
+        traced(torch.zeros(1, 2, 4, 4))

@@ -61,17 +61,18 @@ class InnerProduct(LayerDef):
 
 
 @torch.fx.wrap
-def check_input_count(x, axis, k, layer):
-    """x, if its axes from `axis` on hold the `k` values the weights take; else a
-    NetdefError. torch.fx.wrap keeps it one call in a symbolically traced graph, run on
-    real shapes; torch.compile and export see a check of static sizes (a guard)."""
+def flatten_checked(x, axis, k, layer):
+    """x flattened from `axis` on into the `k` values per item the weights take; a
+    NetdefError naming the layer if it holds another number. torch.fx.wrap keeps it one
+    call in a symbolically traced graph, run on real shapes; torch.compile and export see
+    a check of static sizes (a guard)."""
     count = prod(x.shape[axis:])
     if count != k:
         raise NetdefError(None, None, layer, "got an input of %d values per item (%s from axis %d on), but its "
                           "weights take %d" % (count, "x".join(str(d) for d in x.shape), axis, k),
                           "the weights fix the size of what reaches this layer: feed the input size "
                           "the net was built for")
-    return x
+    return x if x.dim() == axis + 1 else x.flatten(axis)
 
 
 class CaffeInnerProduct(nn.Module):
@@ -86,9 +87,7 @@ class CaffeInnerProduct(nn.Module):
                                          ", transpose" if self.transpose else "")
 
     def forward(self, x):
-        x = check_input_count(x, self.axis, self.k, self.layer)
-        if x.dim() != self.axis + 1:
-            x = x.flatten(self.axis)
+        x = flatten_checked(x, self.axis, self.k, self.layer)
         if self.transpose:
             y = torch.matmul(x, self.weight)
             return y + self.bias if self.bias is not None else y
