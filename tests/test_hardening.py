@@ -263,3 +263,23 @@ def test_an_input_of_another_size_names_the_inner_product_and_both_counts(tmp_pa
     assert traced(torch.zeros(1, 2, 3, 3))["fc"].shape == (1, 4)
     with pytest.raises(NetdefError):
         traced(torch.zeros(1, 2, 4, 4))
+
+
+# ---- start-up ----
+
+def _python(code):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_building_a_module_does_not_import_sympy(tmp_path):
+    """torch.nn.utils.skip_init imports sympy (a third of a second) on first use; the
+    fillers set every value, so the convolutions are built without it."""
+    path = write(tmp_path, "c.prototxt", FC_NET.replace('type: "InnerProduct"', 'type: "Convolution"').replace(
+        "inner_product_param { num_output: 4 }", "convolution_param { num_output: 4 kernel_size: 1 }"))
+    done = _python("import sys, netdef; gm = netdef.load(%r); assert gm.fc.weight.device.type == 'cpu'; "
+                   "print(sorted(m for m in ('sympy', 'torch') if m in sys.modules))" % str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['torch']"]

@@ -5,8 +5,8 @@ ext = dilation*(kernel-1)+1. Deconvolution inverts it: out = stride*(in-1) + ext
 Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k...) for
 Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
 """
+import torch
 import torch.nn as nn
-from torch.nn.utils import skip_init
 
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.layers.fillers import fill
@@ -81,12 +81,14 @@ class _ConvBase(LayerDef):
                (3, True): nn.ConvTranspose3d}.get((nspatial, self.transposed))
         if cls is None:
             raise ShapeError("%d-D %s is not supported by the PyTorch backend" % (nspatial, self.type))
-        # skip_init: Caffe's fillers below set every value, PyTorch's own init would be wasted.
-        m = skip_init(cls, shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride),
-                      padding=tuple(pad), dilation=tuple(dilation), groups=p.group, bias=p.bias_term)
-        fill(m.weight.data, p.weight_filler if p.HasField("weight_filler") else None)
+        # Built on the meta device, then given real parameters: Caffe's fillers set every
+        # value, so PyTorch's own init would be wasted (and skip_init, which would skip it
+        # too, imports sympy on first use: a third of a second per process).
+        m = cls(shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride), padding=tuple(pad),
+                dilation=tuple(dilation), groups=p.group, bias=p.bias_term, device="meta")
+        m.weight = nn.Parameter(fill(torch.empty(m.weight.shape), p.weight_filler if p.HasField("weight_filler") else None))
         if p.bias_term:
-            fill(m.bias.data, p.bias_filler if p.HasField("bias_filler") else None)
+            m.bias = nn.Parameter(fill(torch.empty(m.bias.shape), p.bias_filler if p.HasField("bias_filler") else None))
         return m
 
 
