@@ -88,7 +88,7 @@ def wire(net):
             sid = t if k == 0 else "%s#%d" % (t, k)
             net.blobs[sid] = Blob(sid, t, layer.key)
             layer.tops.append(sid)
-            if t not in net.blob_order:
+            if k == 0:                  # its first value (a list scan here made wiring quadratic)
                 net.blob_order.append(t)
             group = aliases.get(t, {t})
             for name in group:
