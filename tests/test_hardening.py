@@ -283,3 +283,33 @@ def test_building_a_module_does_not_import_sympy(tmp_path):
                    "print(sorted(m for m in ('sympy', 'torch') if m in sys.modules))" % str(path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['torch']"]
+
+
+# ---- memory figures ----
+
+CONV_RELU = '''name: "cr"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 1 dim: 8 dim: 8 } } }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "r" type: "ReLU" bottom: "c" top: "c" }
+layer { name: "s" type: "Split" bottom: "c" top: "s1" top: "s2" }
+layer { name: "sum" type: "Eltwise" bottom: "s1" bottom: "s2" top: "y" }
+'''
+
+
+def test_activation_memory_counts_each_buffer_once_per_batch(tmp_path, capsys):
+    from compiler.accounting import inference_peak_bytes
+    from compiler.backends.summary import summarize
+    path = write(tmp_path, "cr.prototxt", CONV_RELU)
+    net = netdef.parse(path)
+    rows, totals = summarize(net)
+    one = 2 * 4 * 8 * 8 * 4                         # a 2x4x8x8 float32 blob: the batch of 2
+    assert {r["name"]: r["memory"] for r in rows} == {"data": 2 * 64 * 4, "c": one, "r": 0, "s": 0, "sum": one}
+    assert totals["memory"] == 2 * 64 * 4 + 2 * one and totals["batch"] == 2
+    assert inference_peak_bytes(net) == 2 * one      # c (read by sum) and y, the input excluded
+    # The budget counts the same: it fits exactly what the buffers need.
+    need = totals["memory"] + 4 * (4 + 4)            # + the weight and the bias
+    assert netdef.parse(path, max_memory=need).layers
+    with pytest.raises(NetdefError):
+        netdef.parse(path, max_memory=need - 1)
+    assert main(["summary", str(path)]) == 0
+    assert "activations per batch of 2 (inference peak 4.0 KiB)" in capsys.readouterr().out

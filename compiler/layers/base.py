@@ -9,6 +9,8 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
 - `blob_shapes()`: the learnable blobs Caffe creates (their order is the caffemodel's);
 - `macs()`: multiply-accumulates per item of the batch;
+- `workspace_values()`: the temporaries its module allocates while it runs (counted in
+  the memory budget);
 - `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
   and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`;
 - `lower_in_place()`: the same computation written into a bottom nobody else sees;
@@ -84,6 +86,13 @@ class LayerDef:
 
     def macs(self, layer, shapes, out_shapes):
         """Multiply-accumulates for one item of the batch (axis 0)."""
+        return 0
+
+    def workspace_values(self, layer, shapes):
+        """How many float32 values of temporaries the lowered module allocates while it
+        runs, beyond its tops and blobs (LRN's padded squares). They are freed when it returns, so the
+        memory budget adds the largest of them to the activations; a parameter that makes
+        them huge is then refused before anything is allocated, as a huge top is."""
         return 0
 
     def lower(self, layer, shapes):

@@ -10,7 +10,8 @@ allocated. (Weights are matched with a net by passes/weights.py.)
 import math
 import warnings
 
-from compiler.accounting import BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, human_bytes, layer_params, memory_budget
+from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, activation_buffers, human_bytes, layer_params,
+                                 memory_budget)
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
@@ -21,13 +22,14 @@ from compiler.passes.wiring import wire
 from compiler.proto import is_repeated
 
 def check_memory(net, budget=None):
-    """Refuse a shaped net whose float32 blobs (every top of every layer, and the learnable
-    blobs) exceed `budget` bytes (see memory_budget). Nothing has been allocated yet."""
+    """Refuse a shaped net whose float32 blobs (every distinct activation buffer of the
+    batch, as accounting.activation_buffers counts them, and the learnable blobs) exceed `budget` bytes (see memory_budget). Nothing has been allocated yet."""
     budget = memory_budget(budget)
     activations, params, largest = 0, 0, (0, None)
     seen = set()
+    buffer_of, buffer_bytes = activation_buffers(net)     # in-place tops add nothing
     for layer in net.layers:
-        size = sum(blob_bytes(net.blobs[t].shape) for t in layer.tops)
+        size = sum(buffer_bytes[t] for t in layer.tops if buffer_of[t] == t)
         activations += size
         largest = max(largest, (size, layer), key=lambda x: x[0])
         params += BYTES_PER_VALUE * layer_params(net, layer, seen)
