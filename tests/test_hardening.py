@@ -313,3 +313,49 @@ def test_activation_memory_counts_each_buffer_once_per_batch(tmp_path, capsys):
         netdef.parse(path, max_memory=need - 1)
     assert main(["summary", str(path)]) == 0
     assert "activations per batch of 2 (inference peak 4.0 KiB)" in capsys.readouterr().out
+
+
+# ---- draw ----
+
+needs_dot = pytest.mark.skipif(__import__("shutil").which("dot") is None,
+                               reason="Graphviz's dot is not installed (.ci/run installs it)")
+
+
+def _named(name, net_name="n"):
+    return ('name: "%s"\nlayer { name: "%s" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n'
+            'layer { name: "r" type: "ReLU" bottom: "d" top: "e" }\n' % (net_name, name))
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ["x\ufffey", "L" * 20000])
+def test_draw_pictures_names_graphviz_would_refuse(tmp_path, capsys, name):
+    path = tmp_path / "n.prototxt"
+    path.write_text(_named(name), encoding="utf-8")
+    code, out, err = run_cli(["draw", path, "-o", tmp_path / "n.svg"], capsys)
+    assert code == 0, err
+    assert "<svg" in (tmp_path / "n.svg").read_text(encoding="utf-8")
+
+
+@needs_dot
+def test_a_net_named_with_the_pages_data_marker_draws_its_data(tmp_path, capsys):
+    import json
+    import re
+    path = write(tmp_path, "n.prototxt", _named("a", net_name="/*NETDEF_DATA*/ <!--SVG_BLOCKS-->"))
+    code, out, err = run_cli(["draw", path, "-o", tmp_path / "n.html"], capsys)
+    assert code == 0, err
+    page = (tmp_path / "n.html").read_text(encoding="utf-8")
+    data = re.search(r'<script id="netdata" type="application/json">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data)["net"] == "/*NETDEF_DATA*/ <!--SVG_BLOCKS-->"
+
+
+def test_a_dot_that_prints_nothing_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\ncat > /dev/null\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (fake.parent, __import__("os").environ["PATH"]))
+    path = write(tmp_path, "n.prototxt", _named("a"))
+    for suffix in ("svg", "html"):
+        code, out, err = run_cli(["draw", path, "-o", tmp_path / ("n." + suffix)], capsys)
+        assert code == 1 and "printed nothing" in err and "Traceback" not in err, err
+        assert not (tmp_path / ("n." + suffix)).exists()
