@@ -13,6 +13,9 @@ from compiler.layers import registry
 from compiler.layers.base import prod
 
 DEFAULT_MAX_MEMORY = 16 << 30
+# A budget nothing exceeds, for a net known to fit (the fast path's folded net is smaller
+# than the net it folds, which was checked against the user's budget).
+NO_BUDGET = 1 << 62
 MEMORY_ENV = "NETDEF_MAX_MEMORY"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # Caffe's blobs are float32.

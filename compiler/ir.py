@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from compiler.layers import registry
+from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
 
@@ -39,6 +40,17 @@ class Layer:
 
     def __repr__(self):
         return "Layer(%s: %s)" % (self.name, self.type)
+
+    def __getstate__(self):
+        # The parameters travel as their wire bytes: the generated protobuf classes name
+        # their module "caffe_pb2", which pickle cannot import, and a user who pickles a
+        # compiled module (torch.save) pickles its record's IR with it.
+        state = dict(self.__dict__)
+        state["param"] = self.param.SerializeToString()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, param=caffe_pb2.LayerParameter.FromString(state["param"]))
 
 
 @dataclass(eq=False)

@@ -5,7 +5,10 @@
     out = model(images)                  # {"prob": tensor}
 
 The pipeline lives in the `compiler` package (frontends -> IR -> passes -> backends);
-this package is the user's side of it: the API below and the `netdef` command.
+this package is the user's side of it: the API below and the `netdef` command (one file
+per verb in netdef/commands/). Training, data and inference-time tools belong here too
+(netdef/training, netdef/data, netdef/inference: README, "How it is built"), above the
+compiler, which never imports this package.
 """
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.layers.base import LayerDef, ShapeError

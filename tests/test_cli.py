@@ -9,20 +9,14 @@ import torch
 
 import netdef
 from netdef.cli import main
-from tests.nets import HEADER, randn
+from tests.nets import CONV_RELU_FC, randn, write_net
 
-NET = HEADER + '''
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
-'''
+NET = CONV_RELU_FC
 
 
 @pytest.fixture
 def net_file(tmp_path):
-    path = tmp_path / "small.prototxt"
-    path.write_text(NET)
-    return path
+    return write_net(tmp_path, NET, "small.prototxt")
 
 
 def test_compile_prints_a_table_with_totals(net_file, capsys):

@@ -14,13 +14,12 @@ from xml.etree import ElementTree
 import pytest
 
 import netdef
+from compiler import pipeline
 from compiler.backends import draw
-from compiler.passes.validate import validate
-from compiler.pipeline import read
 from compiler.state import NetState
 from netdef.cli import main
 from tests.conftest import CORPUS
-from tests.nets import HEADER, layer
+from tests.nets import BROKEN, HEADER, layer, write_net
 
 NET = '''name: "tiny"
 input: "data"
@@ -34,20 +33,6 @@ layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
   pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
 layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 10 } }
 '''
-
-BROKEN = '''name: "broken"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
-layer { name: "conv2" type: "Convolution" bottom: "conv_1" top: "conv2"
-  convolution_param { num_output: 8 kernel_size: 3 } }
-layer { name: "after2" type: "ReLU" bottom: "conv2" top: "after2" }
-layer { name: "wide" type: "Convolution" bottom: "data" top: "wide"
-  convolution_param { num_output: 16 kernel_size: 3 pad: 1 } }
-layer { name: "sum" type: "Eltwise" bottom: "conv1" bottom: "wide" top: "sum" }
-'''
-
 
 # The tests install nothing: `make test-deps` (which .ci/run calls) installs Graphviz and
 # Chromium from Debian; where they are missing these tests skip and say so.
@@ -65,20 +50,15 @@ def chromium():
     return exe
 
 
-def write(tmp_path, text, name="net.prototxt"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 def view_of(path, phase="TEST"):
-    net = read(path, NetState(phase))
-    errors = validate(net)
+    state = NetState(phase)
+    net = pipeline.read(path)
+    errors = pipeline.check(net, state)
     return draw.build_view(net, errors), errors
 
 
 def test_in_place_layers_fold_into_the_layer_they_follow(tmp_path):
-    view, errors = view_of(write(tmp_path, NET))
+    view, errors = view_of(write_net(tmp_path, NET))
     assert not errors
     assert [n["name"] for n in view["nodes"]] == ["input", "conv1", "pool1", "fc"]
     conv = view["nodes"][1]
@@ -87,12 +67,12 @@ def test_in_place_layers_fold_into_the_layer_they_follow(tmp_path):
     assert conv["params"] == 16 * 3 * 25 + 16 and conv["macs"] == 16 * 3 * 25 * 16 * 16
     assert [(e["src"], e["dst"]) for e in view["edges"]] == [("input", "conv1"), ("conv1", "pool1"), ("pool1", "fc")]
     # The phase decides what is drawn: TRAIN adds the Dropout, folded into conv1 as well.
-    train, _ = view_of(write(tmp_path, NET), "TRAIN")
+    train, _ = view_of(write_net(tmp_path, NET), "TRAIN")
     assert [x["name"] for x in train["nodes"][1]["layers"]] == ["conv1", "relu1", "drop1"]
 
 
 def test_boxes_show_type_key_params_and_shape(tmp_path):
-    view, _ = view_of(write(tmp_path, NET))
+    view, _ = view_of(write_net(tmp_path, NET))
     text = draw.to_dot(view, "LR", show_lr_mult=True)
     assert "rankdir=LR;" in text
     assert "Convolution k5 s2 p2, 16 out" in text and "+ ReLU" in text
@@ -103,7 +83,7 @@ def test_boxes_show_type_key_params_and_shape(tmp_path):
 
 
 def test_draw_svg_and_png(tmp_path, dot, capsys):
-    net = write(tmp_path, NET)
+    net = write_net(tmp_path, NET)
     assert main(["draw", str(net), "-o", str(tmp_path / "net.svg"), "--rankdir", "LR"]) == 0
     svg = (tmp_path / "net.svg").read_text()
     assert "<svg" in svg and "conv1" in svg and "Convolution k5 s2 p2, 16 out" in svg
@@ -126,7 +106,7 @@ def test_svg_node_ids_and_titles_are_the_layer_names(tmp_path, dot):
         text += layer(quoted(name), "Convolution", ["data" if i == 0 else "b%d" % (i - 1)],
                       "convolution_param { num_output: 3 kernel_size: 1 }", tops=["b%d" % i])
     out = tmp_path / "odd.svg"
-    assert main(["draw", str(write(tmp_path, text)), "-o", str(out)]) == 0
+    assert main(["draw", str(write_net(tmp_path, text)), "-o", str(out)]) == 0
     root = ElementTree.parse(out).getroot()
     svg = "{http://www.w3.org/2000/svg}"
     nodes = {g.get("id"): g.find(svg + "title").text for g in root.iter(svg + "g") if g.get("class") == "node"}
@@ -136,7 +116,7 @@ def test_svg_node_ids_and_titles_are_the_layer_names(tmp_path, dot):
 
 
 def test_broken_net_still_draws_with_its_problems_marked(tmp_path, dot, capsys):
-    net = write(tmp_path, BROKEN)
+    net = write_net(tmp_path, BROKEN)
     view, errors = view_of(net)
     assert {e.layer for e in errors} == {"conv2", "sum"}
     by_name = {n["name"]: n for n in view["nodes"]}
@@ -154,9 +134,9 @@ def test_broken_net_still_draws_with_its_problems_marked(tmp_path, dot, capsys):
 
 
 def test_draw_refuses_what_it_cannot_write(tmp_path, capsys):
-    net = write(tmp_path, NET)
+    net = write_net(tmp_path, NET)
     assert main(["draw", str(net), "-o", str(tmp_path / "net.jpeg")]) == 1
-    bad = write(tmp_path, NET.replace("num_output: 10", "num_output: ten"), "bad.prototxt")
+    bad = write_net(tmp_path, NET.replace("num_output: 10", "num_output: ten"), "bad.prototxt")
     assert main(["draw", str(bad), "-o", str(tmp_path / "bad.svg")]) == 1
     assert sorted(os.listdir(tmp_path)) == ["bad.prototxt", "net.prototxt"]
     assert "bad.prototxt:11:101: syntax error" in capsys.readouterr().err
@@ -173,7 +153,7 @@ def test_groups_by_name_prefix():
 
 
 def test_html_is_self_contained(tmp_path, dot):
-    net = write(tmp_path, NET)
+    net = write_net(tmp_path, NET)
     assert main(["draw", str(net), "-o", str(tmp_path / "net.html")]) == 0
     page = (tmp_path / "net.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
@@ -200,7 +180,7 @@ def details(dom):
 
 def test_clicking_a_layer_shows_its_details(tmp_path, dot, chromium):
     page = tmp_path / "tiny.html"
-    assert main(["draw", str(write(tmp_path, NET)), "-o", str(page)]) == 0
+    assert main(["draw", str(write_net(tmp_path, NET)), "-o", str(page)]) == 0
     shot = tmp_path / "tiny.png"
     panel = details(chromium_dom(chromium, page, "click=conv1", tmp_path, screenshot=shot))
     assert 'data-selected="conv1"' in panel
@@ -213,7 +193,7 @@ def test_clicking_a_layer_shows_its_details(tmp_path, dot, chromium):
 
 def test_page_marks_the_failing_layer(tmp_path, dot, chromium):
     page = tmp_path / "broken.html"
-    assert main(["draw", str(write(tmp_path, BROKEN)), "-o", str(page)]) == 0
+    assert main(["draw", str(write_net(tmp_path, BROKEN)), "-o", str(page)]) == 0
     dom = chromium_dom(chromium, page, "click=sum", tmp_path)
     panel = details(dom)
     assert 'data-selected="sum"' in panel and 'class="error"' in panel

@@ -16,13 +16,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import netdef
+from compiler import pipeline
 from compiler.backends import draw, torch_weights
 from compiler.backends.summary import summarize
 from compiler.errors import NetdefError
 from compiler.frontends import caffemodel, prototxt
 from compiler.layers import registry
-from compiler.passes.phase import filter_phase
-from compiler.passes.validate import validate
 from compiler.proto import caffe_pb2
 from tests.conftest import CORPUS
 from tests.nets import CONV_FC
@@ -175,7 +174,7 @@ def draw_text(net, errors):
 
 def test_the_zoo_is_valid_and_runs():
     net = prototxt.load_net("zoo.prototxt", text=ZOO)
-    assert not validate(net)
+    assert not pipeline.check(net)
     exercise(net)
 
 
@@ -192,7 +191,7 @@ def accept_or_refuse(action):
 def test_mutated_prototxt(text):
     def go():
         net = prototxt.load_net("mutant.prototxt", text=text)
-        errors = validate(net, max_memory=1 << 30)
+        errors = pipeline.check(net, max_memory=1 << 30)
         draw_text(net, errors)
         if not errors:
             exercise(net)
@@ -203,7 +202,7 @@ def test_mutated_prototxt(text):
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
                  st.lists(st.sampled_from(TOKENS + NUMBERS), max_size=40).map(" ".join)))
 def test_random_text_as_prototxt(text):
-    accept_or_refuse(lambda: validate(prototxt.load_net("random.prototxt", text=text)))
+    accept_or_refuse(lambda: pipeline.check(prototxt.load_net("random.prototxt", text=text)))
 
 
 def test_deep_nesting_is_refused_not_a_crash():
@@ -254,7 +253,7 @@ def mutated_caffemodel(draw):
 @pytest.fixture(scope="module")
 def small():
     net = prototxt.load_net("small.prototxt", text=CONV_FC)
-    assert not validate(net)
+    assert not pipeline.check(net)
     return net, netdef.compile_net(net)
 
 
@@ -315,9 +314,9 @@ def mutated_dsl(draw):
 def load_dsl_text(text):
     from compiler.frontends.dsl import load_dsl
     # A file may declare several nets: take the first. The path makes imports resolve
-    # next to the zoo's files. The TEST phase, as the pipeline reads it by default.
+    # next to the zoo's files. Every phase: pipeline.check keeps the TEST one, its default.
     names = re.findall(r'^net\s+"([^"]*)"', text, re.M)
-    return filter_phase(load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text))
+    return load_dsl(ZOO_DEFS / "mutant.net", net=names[0] if len(names) > 1 else None, text=text)
 
 
 @pytest.mark.skipif(not DSL_SEEDS, reason="no .net files to mutate")
@@ -333,7 +332,7 @@ def load_dsl_text(text):
 def test_hostile_dsl(text):
     def go():
         net = load_dsl_text(text)
-        errors = validate(net, max_memory=1 << 30)
+        errors = pipeline.check(net, max_memory=1 << 30)
         draw_text(net, errors)
         if not errors:
             exercise(net)

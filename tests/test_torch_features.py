@@ -138,6 +138,38 @@ def test_onnx_export(resnet, image, tmp_path):
         assert_close(torch.from_numpy(got), model(x)["prob"])
 
 
+DETECTION_BOTTOMS = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+
+
+@pytest.mark.parametrize("case, run", [("mobilenet_ssd", True), ("ssd300_vgg", False)])
+def test_onnx_export_of_an_ssd_net_up_to_its_detection(case, run):
+    """The DetectionOutput refuses export (tests/test_runtime_modules.py); the net up to
+    its bottoms exports, and the module's detection_out submodule applied to the ONNX
+    outputs gives the module's detections. (SSD300 only exports: its VGG would take
+    minutes in ONNX's reference runtime.)"""
+    onnx = pytest.importorskip("onnx", reason="ONNX export checks need the onnx package (test extra)")
+    pytest.importorskip("onnxscript", reason="torch.onnx.export needs onnxscript (test extra)")
+    from onnx.reference import ReferenceEvaluator
+    case_dir = GOLDEN / "nets" / case
+    prototxt = case_dir / json.loads((case_dir / "case.json").read_text())["prototxt"]
+    x = torch.from_numpy(np.load(case_dir / "input.npz")["data"])
+    model = netdef.load(prototxt, recipe(case), outputs=DETECTION_BOTTOMS)
+    proto = torch.onnx.export(model, (x,), dynamo=True).model_proto
+    onnx.checker.check_model(proto)
+    if not run:
+        return
+    got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})
+    got = dict(zip(DETECTION_BOTTOMS, (torch.from_numpy(np.array(g)) for g in got)))
+    with torch.no_grad():
+        want = model(x)
+        for name in DETECTION_BOTTOMS:
+            assert_close(got[name], want[name])
+        # The priors are a constant of the input size, exported bit for bit.
+        assert torch.equal(got["mbox_priorbox"], want["mbox_priorbox"])
+        detections = model.detection_out(*(got[name] for name in DETECTION_BOTTOMS))
+        assert_close(detections, netdef.load(prototxt, recipe(case))(x)["detection_out"])
+
+
 def test_torch_export_resnet50_with_a_free_batch(resnet, image):
     model = resnet()
     batch = torch.export.Dim("batch", min=1, max=64)

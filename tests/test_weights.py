@@ -23,15 +23,11 @@ from compiler.proto import caffe_pb2
 from netdef import NetdefWarning
 from netdef.cli import main
 from tests.conftest import GOLDEN, needs_shared, shared_tool
-from tests.nets import CONV_FC, HEADER, inputs, layer, parse_text, randn
+from tests.nets import CONV_FC, CONV_RELU_FC, HEADER, inputs, layer, parse_text, randn
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo_defs"
 
-NET = HEADER + '''
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
-'''
+NET = CONV_RELU_FC
 SHAPES = {"conv1": [(4, 3, 3, 3), (4,)], "fc": [(5, 144), (5,)]}
 
 

@@ -98,7 +98,7 @@ def _group_key(name):
 
 def build_view(net, errors=()):
     """The picture's model: {"nodes", "edges", "groups", "errors", "totals"} from a net that
-    went through validate() (blobs may lack shapes where a layer failed)."""
+    went through pipeline.check() (blobs may lack shapes where a layer failed)."""
     by_layer = {}
     for e in errors:
         by_layer.setdefault(e.layer, []).append(e)

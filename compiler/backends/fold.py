@@ -1,6 +1,7 @@
 """The inference fast path: fold BatchNorm and Scale into the Convolution before them and
-store 4-D weights channels_last. (In-place ReLUs and sums are not this pass's: every
-module the backend builds has them, see fast_path.)
+store 4-D weights channels_last. It transforms a net and the module built from it, so it
+is a backend. (In-place ReLUs and sums are not its work: every module the backend builds
+has them, see fast_path.)
 
 In inference a BatchNorm that uses its stored statistics and a per-channel Scale are affine
 maps per output channel, so conv -> BatchNorm [-> Scale] equals one convolution with
@@ -9,22 +10,24 @@ ResNet. A chain folds only when nothing else can see the values in between: each
 intermediate value is read by the next layer of the chain alone and is not an output the
 module returns, and no layer of it shares parameters (param { name }) with another layer.
 
-The pass rewrites the IR (the convolution gains a bias and takes over the top of the last
-folded layer; BatchNorm and Scale are removed), rebuilds the module from it and loads the
-folded weights. The result is again a net Caffe can run: exporting it writes a valid,
+It rewrites the IR (the convolution gains a bias and takes over the top of the last folded
+layer; BatchNorm and Scale are removed), checks the new net through the pipeline, builds
+its module and loads the folded weights. The result is again a net Caffe can run: exporting it writes a valid,
 smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
+import warnings
+
 import numpy as np
 import torch
 
+from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.record import record_of
+from compiler.errors import NetdefWarning
 from compiler.ir import Layer, LayerBlobs, Net
 from compiler.layers.conv import Convolution
 from compiler.layers.normalization import BatchNorm
 from compiler.layers.scale_bias import Scale
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
 
 
 def _shares_params(layer):
@@ -47,17 +50,23 @@ def find_chains(net, outputs):
         users = readers.get(layer.tops[0], [])
         return users[0] if len(users) == 1 and len(users[0].bottoms) == 1 else None
 
+    # The rewrite below knows layers by name: a layer whose name another has stays as it is.
+    named_twice = set(net.duplicate_names)
     chains = []
     for conv in net.layers:
-        if not isinstance(conv.defn, Convolution) or _shares_params(conv):
+        if not isinstance(conv.defn, Convolution) or _shares_params(conv) or conv.name in named_twice:
             continue
         bn = scale = None
         nxt = sole_reader(conv)
         # The built-in definitions only: a user's registered replacement computes its own thing.
+        if nxt is not None and nxt.name in named_twice:
+            nxt = None
         if nxt is not None and isinstance(nxt.defn, BatchNorm) and not _shares_params(nxt) \
                 and nxt.defn.uses_global_stats(nxt, net.phase):
             bn = nxt
             nxt = sole_reader(bn)
+            if nxt is not None and nxt.name in named_twice:
+                nxt = None
         if nxt is not None and isinstance(nxt.defn, Scale) and not _shares_params(nxt) \
                 and nxt.defn.per_channel(nxt, [net.blobs[nxt.bottoms[0]].shape]):
             scale = nxt
@@ -115,9 +124,12 @@ def fold_batchnorm(net, gm):
                 blobs.pop(layer.name, None)
     layers = [replaced.get(l.name, Layer(l.name, l.type, l.param, l.line, l.file))
               for l in net.layers if l.name not in removed]
-    folded = Net(net.name, layers, net.file, net.state)
-    wire(folded)
-    infer_shapes(folded, {net.blobs[t].name: net.blobs[t].shape for t in net.inputs})
+    with warnings.catch_warnings():
+        # The net was checked, and warned about (duplicate names), before it was folded.
+        warnings.simplefilter("ignore", NetdefWarning)
+        folded = pipeline.build_net(Net(net.name, layers, net.file), net.state,
+                                    {net.blobs[t].name: net.blobs[t].shape for t in net.inputs},
+                                    pipeline.NO_BUDGET)
     out = torch_fx.build_module(folded, outputs)
     torch_weights.load_blobs(folded, out, [LayerBlobs(k, "", v, [False] * len(v)) for k, v in blobs.items()])
     out.train(gm.training)

@@ -4,7 +4,9 @@ Every module the torch backend builds carries one ModuleRecord in `gm.meta["netd
 the IR net it computes, the Caffe name behind each submodule, the Caffe names of its
 inputs and outputs, and what weight loading did. GraphModule copies `meta` in
 `copy.deepcopy` and shares it in `copy.copy`, so ensembles, EMA copies, snapshots and
-fine-tuning keep it, which attributes set on the module did not survive.
+fine-tuning keep it, which attributes set on the module did not survive. torch.fx unpickles
+a GraphModule with an empty `meta`; the backend's module class (torch_fx.NetModule) puts
+the record back, so a user's torch.save / torch.load keeps it too.
 """
 from dataclasses import dataclass, field
 

@@ -2,8 +2,11 @@
 
 One call_module node per Caffe layer (the submodule is named after the layer), one
 placeholder per input blob, and an output dict {Caffe blob name: tensor}. The graph is
-plain torch.fx, so the module compiles with torch.compile and exports with torch.export
-and to ONNX.
+plain torch.fx, so the module compiles with torch.compile, exports with torch.export and
+to ONNX, and pickles with its record (NetModule). A layer whose definition gives an
+`export_refusal` (DetectionOutput: a data-dependent number of rows) reads its first bottom
+through `refuse_capture`, which stops an export with a NetdefError naming the layer; such
+a layer is not called when no returned blob depends on it, so the net up to it exports.
 
 Shared parameters (param { name: ... }) are one nn.Parameter referenced by every layer
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
@@ -15,6 +18,7 @@ import keyword
 import operator
 import re
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
@@ -77,8 +81,9 @@ def _build_module(net, outputs):
     elif outputs == "all":
         outputs = list(net.blob_order)
     root = nn.Module()
-    graph = fx.Graph()
+    graph = fx.Graph(tracer_cls=_Tracer)
     env = {}
+    optional = set()                 # nodes of layers that refuse export, run only if needed
     taken = set()
     module_names = {}
     owners = {}                      # shared param name -> nn.Parameter
@@ -112,20 +117,86 @@ def _build_module(net, outputs):
         if bn is not None:
             node = _fuse_batch_norm_scale(graph, env, bn, modname)
         else:
-            node = graph.call_module(modname, tuple(env[b] for b in layer.bottoms))
+            args = tuple(env[b] for b in layer.bottoms)
+            if defn.export_refusal:
+                args = (_refusal_guard(graph, layer, modname, args[0]),) + args[1:]
+                optional.add(args[0])
+            node = graph.call_module(modname, args)
         if len(layer.tops) == 1:
             env[layer.tops[0]] = node
         else:
             for i, t in enumerate(layer.tops):
                 env[t] = graph.call_function(operator.getitem, (node, i))
+        if defn.export_refusal:
+            optional.update([node] + [env[t] for t in layer.tops])
     missing = [o for o in outputs if o not in net.latest]
     if missing:
         raise NetdefError(net.file, None, None, "no blob named %s in the net" % ", ".join(missing))
     graph.output({name: env[net.latest[name]] for name in outputs})
-    gm = fx.GraphModule(root, graph, class_name=python_name(net.name or "Net", set()))
+    gm = NetModule(root, graph, class_name=python_name(net.name or "Net", set()))
+    # A layer that refuses export is not called when no returned blob depends on it, so
+    # that the net compiled with outputs= up to its bottoms exports. (Every other layer
+    # is: GraphModule's copies keep only the submodules its code calls.)
+    gm.graph.eliminate_dead_code(is_impure_node=lambda node: node not in optional)
+    gm.recompile()
     gm.meta[META_KEY] = ModuleRecord(net, module_names, [net.blobs[t].name for t in net.inputs],
                                      list(outputs))
     return gm
+
+
+class NetModule(fx.GraphModule):
+    """The module the backend builds. torch.fx unpickles a GraphModule by re-tracing its
+    code into a module with an empty `meta`; this one keeps its meta (the ModuleRecord)
+    through torch.save / torch.load, and through copy.copy its class."""
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        return _unpickle, (rebuild, args, self.meta)
+
+    def __copy__(self):
+        copied = NetModule(self, self.graph, class_name=type(self).__name__)
+        copied.meta = self.meta
+        return copied
+
+
+def _unpickle(rebuild, args, meta):
+    plain = rebuild(*args)
+    module = NetModule(plain, plain.graph, class_name=type(plain).__name__)
+    for key, value in vars(plain).items():
+        # What else the pickled module held, as torch.fx's own unpickling keeps it.
+        if key not in vars(module):
+            setattr(module, key, value)
+    module.meta = meta
+    return module
+
+
+def refuse_capture(x, file, line, layer, message, hint):
+    """`x` as it is when the module runs; a NetdefError while torch.export (and so
+    torch.onnx.export) or torch.jit.trace captures the module into a graph."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+        raise NetdefError(file, line, layer, message, hint)
+    return x
+
+
+def _refusal_guard(graph, layer, modname, first_bottom):
+    """Route the first bottom of a layer whose LayerDef has an export_refusal through
+    refuse_capture: the capture stops there, naming the layer and the outputs to export
+    instead, and the guard is dead code exactly when the layer is."""
+    names = ", ".join(repr(b) for b in layer.param.bottom)
+    message = "%s cannot be exported: %s" % (layer.type, layer.defn.export_refusal)
+    hint = ("export the net up to its bottoms, outputs=[%s] (netdef.load or "
+            "netdef.compile_net), and apply the module's `%s` submodule to them in PyTorch"
+            % (names, modname))
+    return graph.call_function(refuse_capture, (first_bottom, layer.file and str(layer.file),
+                                                layer.line, layer.name, message, hint))
+
+
+class _Tracer(fx.Tracer):
+    """The tracer torch.fx runs on a module's code when it unpickles it: the functions the
+    backend calls stay single calls, as they were built, instead of being traced into."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, autowrap_functions=(batch_norm_scale, refuse_capture), **kwargs)
 
 
 def _fusable_batch_norm(net, layer, readers, returned):

@@ -1,2 +1,4 @@
-"""Frontends read user files into the IR: prototxt (frontends.prototxt), caffemodel
-weights (frontends.caffemodel), solver files (frontends.solver) and netdef's DSL."""
+"""Frontends read user files into the IR and run no pass: prototxt text (prototxt.py) with
+Caffe's load-time upgrades (upgrade.py: V1 layers, legacy net inputs), .caffemodel
+weights (caffemodel.py), netdef's saved .netdef zip (saved.py) and the netdef language
+(dsl/, grammar in grammar/netdef.lark). compiler/pipeline.py chooses one by suffix."""

@@ -17,7 +17,6 @@ from compiler.files import regular_file
 from compiler.ir import Net
 from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
-from compiler.state import NetState
 
 # Refuse files larger than this before parsing: a prototxt of a 1000-layer net is ~1 MB.
 MAX_PROTOTXT_BYTES = 64 << 20
@@ -177,18 +176,11 @@ def _is_solver(text):
     return solver.ListFields() != []
 
 
-def load_net(path, state=NetState(), text=None):
-    """Read a prototxt file into an unwired Net (legacy inputs, V1 upgrade, phase filter)."""
+def load_net(path, text=None):
+    """Read a prototxt file into a Net of every layer it declares, upgraded as Caffe upgrades
+    on load (legacy inputs, V1 layers); the pipeline filters, wires and shapes it."""
     file = str(path)
     if text is None:
         text = read_text_file(path)
     proto, lines = parse_net_text(text, file)
-    return net_from_proto(proto, file, lines, state)
-
-
-def net_from_proto(proto, file=None, lines=None, state=NetState()):
-    net = Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file,
-              state=state)
-    from compiler.passes.phase import filter_phase
-    filter_phase(net, state)
-    return net
+    return Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file)

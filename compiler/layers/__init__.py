@@ -1,5 +1,6 @@
-"""Built-in layer definitions, one module per layer family. Importing this package
-registers them all; see base.py for what a definition holds."""
+"""Built-in layer definitions, one module per layer family. Importing this package (or
+anything in it) registers them all; base.py says what a definition holds, registry.py how
+a user adds a type and how code above the compiler registers its hooks."""
 from compiler.layers import (activations, conv, inner_product, input, loss, normalization,
                              pooling, reduction, registry, scale_bias, ssd, structure)
 

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from compiler.layers.base import LayerDef, ShapeError
 from compiler.layers.fillers import fill
-from compiler.proto import caffe_pb2
 
 
 class Elementwise(LayerDef):
@@ -63,8 +62,10 @@ class PReLU(Elementwise):
         return [()] if layer.param.prelu_param.channel_shared else [(shapes[0][1],)]
 
     def module(self, p, shape):
-        blob = () if p.channel_shared else (shape[1],)
-        return CaffePReLU(blob, p.filler if p.HasField("filler") else _constant(0.25))
+        module = CaffePReLU(() if p.channel_shared else (shape[1],))
+        if p.HasField("filler"):
+            fill(module.weight.data, p.filler)
+        return module
 
 
 class ELU(Elementwise):
@@ -191,19 +192,19 @@ class Dropout(Elementwise):
         return CaffeDropout(p.dropout_ratio, p.scale_train)
 
 
-def _constant(value):
-    return caffe_pb2.FillerParameter(type="constant", value=value)
-
-
 def _check_base(base):
     if base != -1 and base <= 0:
         raise ShapeError("base %g must be positive (or -1 for e)" % base)
 
 
 class CaffePReLU(nn.Module):
-    def __init__(self, blob_shape, filler):
+    """The slope blob is (C,), or () when one slope is shared; 0.25 until set (Caffe's
+    default filler)."""
+
+    def __init__(self, blob_shape):
         super().__init__()
-        self.weight = nn.Parameter(fill(torch.empty(blob_shape), filler))
+        self.blob_shape = tuple(blob_shape)
+        self.weight = nn.Parameter(torch.full(self.blob_shape, 0.25))
 
     def forward(self, x):
         # F.prelu broadcasts a (C,) slope over axis 1 and gives slope*grad at x == 0, as Caffe.

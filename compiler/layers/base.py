@@ -14,15 +14,31 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
   and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`;
 - `lower_in_place()`: the same computation written into a bottom nobody else sees;
+- `declare_shapes()`: how a written net records the shapes its tops were given;
 - `in_place`, `aliases_bottom`: how the type treats its blobs (see the attributes);
 - `dsl_name`, `dsl_positional`, `dsl_abbreviations`: how the netdef language calls it;
-- `conv_fc_macs`, `draw_color`, `draw_label()`: how the summary and the drawings show it.
+- `conv_fc_macs`, `draw_color`, `draw_label()`: how the summary and the drawings show it;
+- `export_refusal`: why its module cannot be exported, if it cannot.
 Every stage asks the definition, never a table of type names, so a type a user registers
 is read, checked, summarised, drawn, converted and run like a built-in one.
 Prototxt emission needs nothing per layer: the IR keeps each layer's LayerParameter.
 
+The modules `lower()` returns are plain PyTorch, so that they pickle (torch.save), move,
+compile and export like any module, and a code generator can write them out:
+- they compute with torch only and hold tensors and Python values, never a protobuf
+  message (an enum is held by its Caffe name, "SUM"; fillers are applied by `lower()`);
+- their constructor takes plain Python values (numbers, strings, bools, None, tuples and
+  lists of them) and keeps each one as the attribute of the same name, the convention
+  torch.nn's own modules follow (nn.Conv2d keeps in_channels, kernel_size, ...); an
+  argument named after a parameter or buffer (nn.Conv2d's `bias`) says whether the module
+  has it; their tensors are their state_dict. `constructor_args(module)` reads these back,
+  the same way for netdef's modules and torch.nn's: `type(m)(**constructor_args(m))`
+  followed by `load_state_dict(m.state_dict())` rebuilds `m`.
+
 Caffe's registry (LayerRegistry / REGISTER_LAYER_CLASS) is the model: small and explicit.
 """
+import inspect
+
 from compiler.proto import is_repeated
 
 
@@ -70,6 +86,10 @@ class LayerDef:
     conv_fc_macs = False
     # The fill colour of its box in drawings (None: the default colour).
     draw_color = None
+    # Why torch.export / ONNX cannot capture the lowered module (DetectionOutput: its
+    # output size depends on the data), or None. The backend then refuses such a capture
+    # with a NetdefError naming the layer and the outputs to export instead.
+    export_refusal = None
 
     def params(self, layer):
         return getattr(layer.param, self.param_field) if self.param_field else None
@@ -105,6 +125,12 @@ class LayerDef:
         hand-written models. The default keeps `module` as it is."""
         return module
 
+    def declare_shapes(self, param, shapes):
+        """Write `shapes`, the shapes the net was shaped with, into `param` (a copy of the
+        layer's LayerParameter) where the type declares its tops' shapes (Input's
+        input_param), so that a written net says what it was compiled for. The default
+        declares nothing."""
+
     def draw_label(self, layer):
         """A short line with the layer's main parameters for its box in drawings
         ("k3 s1 p1, 64 out"); None: the drawing lists the fields of `param_field`."""
@@ -113,6 +139,24 @@ class LayerDef:
 
 # Caffe's kMaxBlobAxes: Blob::Reshape refuses a shape of more axes (blob.hpp).
 MAX_AXES = 32
+
+
+def constructor_args(module):
+    """The keyword arguments that rebuild a lowered module (see the module docstring): each
+    argument of its class's constructor, read from the attribute of the same name. device
+    and dtype are left out: a rebuilt module takes them from the state_dict it loads."""
+    args = {}
+    for name, arg in inspect.signature(type(module)).parameters.items():
+        if arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD) or name in ("device", "dtype"):
+            continue
+        if name in module._parameters or name in module._buffers:
+            args[name] = getattr(module, name) is not None
+        elif name in module.__dict__:
+            args[name] = module.__dict__[name]
+        else:
+            raise TypeError("%s keeps no attribute %r for its constructor argument of that name"
+                            % (type(module).__name__, name))
+    return args
 
 
 def prod(dims):

@@ -55,9 +55,12 @@ class InnerProduct(LayerDef):
 
     def lower(self, layer, shapes):
         p, axis, k = self._dims(layer, shapes[0])
-        return CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose,
-                                 p.weight_filler if p.HasField("weight_filler") else None,
-                                 p.bias_filler if p.HasField("bias_filler") else None, layer.name)
+        module = CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose, layer.name)
+        if p.HasField("weight_filler"):
+            fill(module.weight.data, p.weight_filler)
+        if p.bias_term and p.HasField("bias_filler"):
+            fill(module.bias.data, p.bias_filler)
+        return module
 
 
 @torch.fx.wrap
@@ -76,18 +79,24 @@ def flatten_checked(x, axis, k, layer):
 
 
 class CaffeInnerProduct(nn.Module):
-    def __init__(self, k, n, axis, bias, transpose, weight_filler=None, bias_filler=None, layer=None):
+    """in_features (K, the axes from `axis` on) -> out_features. The blobs are zero until
+    set, as Caffe's default fillers leave them. `layer`, the Caffe layer's name, names it
+    in the error for an input of another size."""
+
+    def __init__(self, in_features, out_features, axis, bias, transpose, layer=None):
         super().__init__()
-        self.axis, self.transpose, self.k, self.layer = axis, transpose, k, layer
-        self.weight = nn.Parameter(fill(torch.empty((k, n) if transpose else (n, k)), weight_filler))
-        self.bias = nn.Parameter(fill(torch.empty(n), bias_filler)) if bias else None
+        self.in_features, self.out_features = in_features, out_features
+        self.axis, self.transpose, self.layer = axis, transpose, layer
+        self.weight = nn.Parameter(torch.zeros((in_features, out_features) if transpose
+                                               else (out_features, in_features)))
+        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features)) if bias else None)
 
     def extra_repr(self):
         return "weight=%s, axis=%d%s" % (tuple(self.weight.shape), self.axis,
                                          ", transpose" if self.transpose else "")
 
     def forward(self, x):
-        x = flatten_checked(x, self.axis, self.k, self.layer)
+        x = flatten_checked(x, self.axis, self.in_features, self.layer)
         if self.transpose:
             y = torch.matmul(x, self.weight)
             return y + self.bias if self.bias is not None else y

@@ -26,6 +26,11 @@ class Input(LayerDef):
                              "give one shape for all tops or one per top")
         return declared
 
+    def declare_shapes(self, param, shapes):
+        param.input_param.Clear()
+        for shape in shapes:
+            param.input_param.shape.add().dim.extend(shape)
+
     def lower(self, layer, shapes):
         raise AssertionError("Input layers become graph placeholders")
 

@@ -17,8 +17,6 @@ from compiler.layers import registry
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.proto import caffe_pb2
 
-FULL, VALID, BATCH_SIZE, NONE = (caffe_pb2.LossParameter.FULL, caffe_pb2.LossParameter.VALID,
-                                 caffe_pb2.LossParameter.BATCH_SIZE, caffe_pb2.LossParameter.NONE)
 LOG_FLT_MIN = math.log(1.1754943508222875e-38)
 
 
@@ -34,21 +32,21 @@ def loss_weight(layer):
 
 
 def normalization(p, default):
-    """LossParameter's normalization; the legacy `normalize: true/false` means VALID /
-    BATCH_SIZE when normalization is not given."""
+    """LossParameter's normalization by name ("FULL", "VALID", "BATCH_SIZE", "NONE"); the
+    legacy `normalize: true/false` means VALID / BATCH_SIZE when normalization is not given."""
     if p.HasField("normalization"):
-        return p.normalization
+        return caffe_pb2.LossParameter.NormalizationMode.Name(p.normalization)
     if p.HasField("normalize"):
-        return VALID if p.normalize else BATCH_SIZE
+        return "VALID" if p.normalize else "BATCH_SIZE"
     return default
 
 
 def normalizer(mode, outer, inner, valid):
     """Caffe's LossLayer divisor: all outer*inner positions (FULL), the positions not
     ignored (VALID, a tensor), the outer count (BATCH_SIZE) or 1 (NONE); at least 1."""
-    if mode == VALID:
+    if mode == "VALID":
         return valid.clamp(min=1)
-    return max(1, {FULL: outer * inner, BATCH_SIZE: outer, NONE: 1}[mode])
+    return max(1, {"FULL": outer * inner, "BATCH_SIZE": outer, "NONE": 1}[mode])
 
 
 def _value_with_grad_of(value, surrogate):
@@ -115,7 +113,7 @@ class SoftmaxWithLoss(LossLayer):
 
     def lower(self, layer, shapes):
         return CaffeSoftmaxLoss(self.axis(layer, shapes), self.ignore_label(layer),
-                                normalization(layer.param.loss_param, VALID), len(layer.param.top) == 2)
+                                normalization(layer.param.loss_param, "VALID"), len(layer.param.top) == 2)
 
 
 class CaffeSoftmaxLoss(nn.Module):
@@ -125,7 +123,7 @@ class CaffeSoftmaxLoss(nn.Module):
 
     def extra_repr(self):
         return "axis=%d, ignore_label=%s, normalization=%s" % (
-            self.axis, self.ignore_label, caffe_pb2.LossParameter.NormalizationMode.Name(self.mode))
+            self.axis, self.ignore_label, self.mode)
 
     def forward(self, x, label):
         outer, inner = prod(x.shape[:self.axis]), prod(x.shape[self.axis + 1:])
@@ -175,7 +173,7 @@ class SigmoidCrossEntropyLoss(LossLayer):
 
     def lower(self, layer, shapes):
         return CaffeSigmoidCrossEntropyLoss(self.ignore_label(layer),
-                                            normalization(layer.param.loss_param, BATCH_SIZE))
+                                            normalization(layer.param.loss_param, "BATCH_SIZE"))
 
 
 class CaffeSigmoidCrossEntropyLoss(nn.Module):
@@ -185,7 +183,7 @@ class CaffeSigmoidCrossEntropyLoss(nn.Module):
 
     def extra_repr(self):
         return "ignore_label=%s, normalization=%s" % (
-            self.ignore_label, caffe_pb2.LossParameter.NormalizationMode.Name(self.mode))
+            self.ignore_label, self.mode)
 
     def forward(self, x, target):
         target = target.reshape(x.shape).detach()

@@ -5,9 +5,6 @@ import torch.nn as nn
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.proto import caffe_pb2
 
-ASUM, SUMSQ, MEAN = (caffe_pb2.ReductionParameter.ASUM, caffe_pb2.ReductionParameter.SUMSQ,
-                     caffe_pb2.ReductionParameter.MEAN)
-
 
 class Softmax(LayerDef):
     type = "Softmax"
@@ -101,25 +98,27 @@ class Reduction(LayerDef):
 
     def lower(self, layer, shapes):
         p = layer.param.reduction_param
-        return CaffeReduction(p.operation, self.axis(layer, shapes[0]), p.coeff)
+        return CaffeReduction(caffe_pb2.ReductionParameter.ReductionOp.Name(p.operation),
+                              self.axis(layer, shapes[0]), p.coeff)
 
 
 class CaffeReduction(nn.Module):
+    """operation: "SUM", "ASUM", "SUMSQ" or "MEAN"."""
+
     def __init__(self, operation, axis, coeff):
         super().__init__()
         self.operation, self.axis, self.coeff = operation, axis, coeff
 
     def extra_repr(self):
-        return "%s, axis=%d, coeff=%g" % (caffe_pb2.ReductionParameter.ReductionOp.Name(self.operation),
-                                          self.axis, self.coeff)
+        return "%s, axis=%d, coeff=%g" % (self.operation, self.axis, self.coeff)
 
     def forward(self, x):
         x = x.reshape(x.shape[:self.axis] + (-1,))
-        if self.operation == ASUM:
+        if self.operation == "ASUM":
             x = x.abs()
-        elif self.operation == SUMSQ:
+        elif self.operation == "SUMSQ":
             x = x * x
-        coeff = self.coeff / x.shape[-1] if self.operation == MEAN else self.coeff
+        coeff = self.coeff / x.shape[-1] if self.operation == "MEAN" else self.coeff
         return x.sum(-1) * coeff
 
 

@@ -12,7 +12,6 @@ import torch.nn as nn
 
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis
 from compiler.layers.fillers import fill
-from compiler.proto import caffe_pb2
 
 
 def operand_geometry(p, shapes):
@@ -79,11 +78,12 @@ class Scale(_Broadcast):
     def lower(self, layer, shapes):
         p = layer.param.scale_param
         _, operand = operand_geometry(p, shapes)
-        filler = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=1)
-        weight = _blob(operand, filler) if len(shapes) == 1 else None
-        bias = _blob(operand, p.bias_filler if p.HasField("bias_filler") else None) \
-            if p.bias_term else None
-        return CaffeScale(self.trailing(layer, shapes), weight, bias)
+        module = CaffeScale(self.trailing(layer, shapes), operand, len(shapes) == 1, p.bias_term)
+        if module.weight is not None and p.HasField("filler"):
+            fill(module.weight.data, p.filler)
+        if p.bias_term and p.HasField("bias_filler"):
+            fill(module.bias.data, p.bias_filler)
+        return module
 
 
 class Bias(_Broadcast):
@@ -98,13 +98,11 @@ class Bias(_Broadcast):
 
     def lower(self, layer, shapes):
         p = layer.param.bias_param
-        bias = _blob(operand_geometry(p, shapes)[1], p.filler if p.HasField("filler") else None) \
-            if len(shapes) == 1 else None
-        return CaffeBias(self.trailing(layer, shapes), bias)
-
-
-def _blob(shape, filler):
-    return nn.Parameter(fill(torch.empty(shape), filler))
+        module = CaffeBias(self.trailing(layer, shapes),
+                           operand_geometry(p, shapes)[1] if len(shapes) == 1 else None)
+        if module.bias is not None and p.HasField("filler"):
+            fill(module.bias.data, p.filler)
+        return module
 
 
 def _expand(t, ones):
@@ -114,12 +112,16 @@ def _expand(t, ones):
 
 
 class CaffeScale(nn.Module):
-    """forward(x) with the learned `weight`, or forward(x, scale) with a second bottom."""
+    """forward(x) with the learned `weight` (weight=True), or forward(x, scale) with a
+    second bottom; `shape` is the operand's, that of the learned blobs. Until set, the
+    scale is 1 and the bias 0 (Caffe's default fillers)."""
 
-    def __init__(self, trailing, weight=None, bias=None):
+    def __init__(self, trailing, shape, weight=True, bias=False):
         super().__init__()
+        self.trailing, self.shape = trailing, tuple(shape)
         self.ones = (1,) * trailing
-        self.weight, self.bias = weight, bias
+        self.register_parameter("weight", nn.Parameter(torch.ones(self.shape)) if weight else None)
+        self.register_parameter("bias", nn.Parameter(torch.zeros(self.shape)) if bias else None)
 
     def extra_repr(self):
         return "trailing axes=%d" % len(self.ones)
@@ -132,12 +134,14 @@ class CaffeScale(nn.Module):
 
 
 class CaffeBias(nn.Module):
-    """forward(x) with the learned `bias`, or forward(x, bias) with a second bottom."""
+    """forward(x) with a learned `bias` of the given shape (0 until set), or forward(x,
+    bias) with a second bottom (shape None)."""
 
-    def __init__(self, trailing, bias=None):
+    def __init__(self, trailing, shape=None):
         super().__init__()
+        self.trailing, self.shape = trailing, None if shape is None else tuple(shape)
         self.ones = (1,) * trailing
-        self.bias = bias
+        self.register_parameter("bias", None if shape is None else nn.Parameter(torch.zeros(self.shape)))
 
     def extra_repr(self):
         return "trailing axes=%d" % len(self.ones)

@@ -24,8 +24,8 @@ Caffe reads channels(), height() and width() of these bottoms, legacy accessors:
 4 axes, a missing trailing axis counting as 1.
 """
 import math
+import struct
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -34,11 +34,16 @@ from compiler.layers.fillers import fill
 from compiler.layers.structure import not_in_place
 from compiler.proto import caffe_pb2
 
-CORNER, CENTER_SIZE, CORNER_SIZE = (caffe_pb2.PriorBoxParameter.CORNER,
-                                    caffe_pb2.PriorBoxParameter.CENTER_SIZE,
-                                    caffe_pb2.PriorBoxParameter.CORNER_SIZE)
-FLT_MAX = float(np.finfo(np.float32).max)
+FLT_MAX = 3.4028234663852886e38
 NMS_BLOCK = 512
+
+
+def _f32(x):
+    """x rounded to the nearest float32, as a Python float. One +, -, *, / or sqrt of
+    float32 values computed in double and rounded so is the float32 operation's result
+    (double has more than twice float's precision), so Caffe's float arithmetic on
+    parameters is written as Python arithmetic wrapped in _f32."""
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 def legacy_dim(shape, index, what):
@@ -70,21 +75,25 @@ class Normalize(LayerDef):
 
     def lower(self, layer, shapes):
         p = layer.param.norm_param
-        filler = p.scale_filler if p.HasField("scale_filler") else \
-            caffe_pb2.FillerParameter(type="constant", value=1)
-        scale = nn.Parameter(fill(torch.empty(self.blob_shapes(layer, shapes)[0]), filler))
-        return CaffeNormalize(self.channels(shapes[0]), p.across_spatial, p.eps, scale)
+        module = CaffeNormalize(self.channels(shapes[0]), p.across_spatial, p.eps, p.channel_shared)
+        if p.HasField("scale_filler"):
+            fill(module.scale.data, p.scale_filler)
+        return module
 
 
 class CaffeNormalize(nn.Module):
-    def __init__(self, channels, across_spatial, eps, scale):
+    """The scale is one value (a 0-axis blob) when channel_shared, else one per channel;
+    1 until set (the default filler)."""
+
+    def __init__(self, channels, across_spatial, eps, channel_shared):
         super().__init__()
         self.channels, self.across_spatial, self.eps = channels, across_spatial, eps
-        self.scale = scale
+        self.channel_shared = channel_shared
+        self.scale = nn.Parameter(torch.ones(() if channel_shared else (channels,)))
 
     def extra_repr(self):
         return "%d, across_spatial=%s, eps=%g, channel_shared=%s" % (
-            self.channels, self.across_spatial, self.eps, self.scale.dim() == 0)
+            self.channels, self.across_spatial, self.eps, self.channel_shared)
 
     def forward(self, x):
         xr = x.reshape(x.shape[0], self.channels, -1)
@@ -183,27 +192,26 @@ class PriorBox(LayerDef):
         image = self._pair(p, "img_size", "img_h", "img_w", int)
         step = self._pair(p, "step", "step_h", "step_w", float)
 
-        f32 = np.float32
-        ratios = [f32(1)]
-        for ar in map(f32, p.aspect_ratio):
-            if all(float(abs(ar - r)) >= 1e-6 for r in ratios):
+        ratios = [1.0]
+        for ar in map(_f32, p.aspect_ratio):
+            if all(abs(_f32(ar - r)) >= 1e-6 for r in ratios):
                 ratios.append(ar)
                 if p.flip:
-                    ratios.append(f32(1.0 / float(ar)))
+                    ratios.append(_f32(1.0 / ar))
         sizes = []
         for i, min_size in enumerate(p.min_size):
             # Caffe stores the sizes in ints (truncating) and the box sides in floats; the
             # square root of a float ratio is the float sqrt (golden SSD priors, bit for bit).
-            lo = int(min_size)
-            sizes.append((f32(lo), f32(lo)))
+            lo = _f32(int(min_size))
+            sizes.append((lo, lo))
             if p.max_size:
-                side = f32(math.sqrt(lo * int(p.max_size[i])))
+                side = _f32(math.sqrt(int(min_size) * int(p.max_size[i])))
                 sizes.append((side, side))
             for ar in ratios:
-                if abs(float(ar) - 1) >= 1e-6:
-                    root = np.sqrt(ar)
-                    sizes.append((f32(lo) * root, f32(lo) / root))
-        variance = list(p.variance) or [0.1]
+                if abs(ar - 1) >= 1e-6:
+                    root = _f32(math.sqrt(ar))
+                    sizes.append((_f32(lo * root), _f32(lo / root)))
+        variance = [_f32(v) for v in p.variance] or [_f32(0.1)]
         return sizes, variance, image, step
 
     @staticmethod
@@ -235,34 +243,35 @@ class PriorBox(LayerDef):
 
 
 class CaffePriorBox(nn.Module):
-    """forward(feature map, image): only their shapes are read."""
+    """forward(feature map, image): only their shapes are read, so the top is a constant
+    of the input size, computed with torch where the module runs (and exported as such).
+    sizes: (width, height) of each prior, float32 values; variance: 1 or 4 float32 values;
+    image and step: (h, w), (0, 0) for the image bottom's size and image / feature map."""
 
     def __init__(self, sizes, variance, image, step, offset, clip):
         super().__init__()
         # Plain floats, not buffers: Module.half() / .to(dtype) must not round them.
-        self.box_w = [float(w) for w, _ in sizes]
-        self.box_h = [float(h) for _, h in sizes]
-        self.variance = [float(np.float32(v)) for v in variance]
-        self.image, self.step, self.offset, self.clip = image, step, offset, clip
+        self.sizes = [(float(w), float(h)) for w, h in sizes]
+        self.variance = [float(v) for v in variance]
+        self.image, self.step, self.offset, self.clip = tuple(image), tuple(step), offset, clip
 
     def extra_repr(self):
         return "priors=%d, image=%s, step=%s, offset=%g, clip=%s" % (
-            len(self.box_w), self.image, self.step, self.offset, self.clip)
+            len(self.sizes), self.image, self.step, self.offset, self.clip)
 
     def forward(self, x, image):
         height, width = _legacy_hw(x)
         img_h, img_w = self.image if self.image[0] and self.image[1] else _legacy_hw(image)
-        f32 = np.float32
-        step_h, step_w = map(f32, self.step) if self.step[0] and self.step[1] else \
-            (f32(img_h) / f32(height), f32(img_w) / f32(width))
+        step_h, step_w = self.step if self.step[0] and self.step[1] else \
+            (_f32(img_h / height), _f32(img_w / width))
         # The centres are float arithmetic; the corners are computed in double from them
         # (`center - side / 2.`) and stored as floats.
-        offset = torch.tensor(self.offset, dtype=torch.float32)
-        cx = ((torch.arange(width, dtype=torch.float32) + offset) * float(step_w)).double()
-        cy = ((torch.arange(height, dtype=torch.float32) + offset) * float(step_h)).double()
-        cx, cy = cx.to(x.device)[None, :, None], cy.to(x.device)[:, None, None]
-        half_w = torch.tensor(self.box_w, dtype=torch.float64, device=x.device) / 2
-        half_h = torch.tensor(self.box_h, dtype=torch.float64, device=x.device) / 2
+        offset = torch.tensor(self.offset, dtype=torch.float32, device=x.device)
+        cx = ((torch.arange(width, dtype=torch.float32, device=x.device) + offset) * step_w).double()
+        cy = ((torch.arange(height, dtype=torch.float32, device=x.device) + offset) * step_h).double()
+        cx, cy = cx[None, :, None], cy[:, None, None]
+        sides = torch.tensor(self.sizes, dtype=torch.float64, device=x.device) / 2
+        half_w, half_h = sides[:, 0], sides[:, 1]
         boxes = torch.stack([((cx - half_w) / img_w).expand(height, width, -1),
                              ((cy - half_h) / img_h).expand(height, width, -1),
                              ((cx + half_w) / img_w).expand(height, width, -1),
@@ -290,6 +299,8 @@ class DetectionOutput(LayerDef):
     param_field = "detection_output_param"
     # A fourth bottom is the image, read only to draw boxes (visualize), never for the top.
     bottoms = (3, 4)
+    export_refusal = ("the number of rows it returns depends on the data (the boxes its greedy "
+                      "NMS keeps), which a captured graph cannot express")
 
     def check(self, layer, shapes):
         p = layer.param.detection_output_param
@@ -333,7 +344,8 @@ class DetectionOutput(LayerDef):
         p = self.check(layer, shapes)
         nms = p.nms_param
         return CaffeDetectionOutput(
-            p.num_classes, p.share_location, p.background_label_id, p.code_type,
+            p.num_classes, p.share_location, p.background_label_id,
+            caffe_pb2.PriorBoxParameter.CodeType.Name(p.code_type),
             p.variance_encoded_in_target, p.keep_top_k,
             p.confidence_threshold if p.HasField("confidence_threshold") else -FLT_MAX,
             nms.nms_threshold, nms.eta, nms.top_k if nms.HasField("top_k") else -1)
@@ -351,8 +363,9 @@ def _cmin(a, b):
 
 class CaffeDetectionOutput(nn.Module):
     """forward(loc, conf, prior[, image]) -> (1, 1, rows, 7). Not differentiable (Caffe has
-    no backward for it). save_output_param and visualize only write files or draw: the
-    top does not depend on them, so they are ignored."""
+    no backward for it). code_type: "CORNER", "CENTER_SIZE" or "CORNER_SIZE".
+    save_output_param and visualize only write files or draw: the top does not depend on
+    them, so they are ignored."""
 
     def __init__(self, num_classes, share_location, background, code_type, variance_in_target,
                  keep_top_k, confidence_threshold, nms_threshold, eta, top_k):
@@ -365,8 +378,7 @@ class CaffeDetectionOutput(nn.Module):
     def extra_repr(self):
         return ("classes=%d, background=%d, share_location=%s, code_type=%s, keep_top_k=%d, "
                 "confidence_threshold=%g, nms_threshold=%g, eta=%g, top_k=%d" % (
-                    self.num_classes, self.background, self.share_location,
-                    caffe_pb2.PriorBoxParameter.CodeType.Name(self.code_type), self.keep_top_k,
+                    self.num_classes, self.background, self.share_location, self.code_type, self.keep_top_k,
                     self.confidence_threshold, self.nms_threshold, self.eta, self.top_k))
 
     def forward(self, loc, conf, prior, *image):
@@ -398,11 +410,11 @@ class CaffeDetectionOutput(nn.Module):
         Caffe's order of operations."""
         if not self.variance_in_target:
             loc = var * loc
-        if self.code_type == CORNER:
+        if self.code_type == "CORNER":
             return prior + loc
         p_w = prior[..., 2] - prior[..., 0]
         p_h = prior[..., 3] - prior[..., 1]
-        if self.code_type == CORNER_SIZE:
+        if self.code_type == "CORNER_SIZE":
             return prior + loc * torch.stack([p_w, p_h, p_w, p_h], dim=-1)
         # CENTER_SIZE. Caffe's `exp` of a float is glibc's expf, correctly rounded: the
         # double exp rounded to float, which torch's float exp is not always (it made the
@@ -444,7 +456,7 @@ class CaffeDetectionOutput(nn.Module):
         candidates = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
         if self.top_k > -1:
             candidates = candidates[:self.top_k]
-        threshold = torch.from_numpy(self.thresholds(len(candidates))).to(boxes.device)
+        threshold = self.thresholds(len(candidates), boxes.device)
         kept = candidates[:0]
         # Blocks of candidates in score order bound the overlap matrices' memory when no
         # top_k limits the candidates.
@@ -472,18 +484,14 @@ class CaffeDetectionOutput(nn.Module):
             kept = torch.cat([kept, block[keep]])
         return kept
 
-    def thresholds(self, n):
+    def thresholds(self, n, device):
         """The NMS threshold after k boxes were kept, k = 0..n-1: with eta < 1 Caffe
         multiplies it by eta (in float) after each kept box while it is above 0.5."""
-        f32 = np.float32
-        if not self.eta < 1:
-            return np.full(n, self.nms_threshold, dtype=f32)
-        factors = np.full(n, self.eta, dtype=f32)
-        factors[:1] = self.nms_threshold
-        products = np.cumprod(factors)
-        low = np.flatnonzero(~(products > f32(0.5)))
-        last = low[0] if len(low) else n - 1
-        return products[np.minimum(np.arange(n), last)]
+        values = [self.nms_threshold]
+        while len(values) < n and self.eta < 1 and values[-1] > 0.5:
+            values.append(_f32(values[-1] * self.eta))
+        values += [values[-1]] * (n - len(values))
+        return torch.tensor(values[:n], dtype=torch.float32, device=device)
 
 
 def _bbox_size(boxes):

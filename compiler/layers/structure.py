@@ -11,8 +11,7 @@ import torch.nn as nn
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.proto import caffe_pb2
 
-PROD, SUM, MAX = (caffe_pb2.EltwiseParameter.PROD, caffe_pb2.EltwiseParameter.SUM,
-                  caffe_pb2.EltwiseParameter.MAX)
+PROD, SUM = caffe_pb2.EltwiseParameter.PROD, caffe_pb2.EltwiseParameter.SUM
 
 
 def not_in_place(layer):
@@ -66,7 +65,7 @@ class Eltwise(LayerDef):
     def lower(self, layer, shapes):
         p = self.check(layer, shapes)
         coeff = list(p.coeff) if p.operation == SUM and p.coeff else None
-        return CaffeEltwise(p.operation, coeff)
+        return CaffeEltwise(caffe_pb2.EltwiseParameter.EltwiseOp.Name(p.operation), coeff)
 
     def lower_in_place(self, layer, module, private):
         p = layer.param.eltwise_param
@@ -116,21 +115,22 @@ def _projection_stride(sizes, target):
 
 
 class CaffeEltwise(nn.Module):
+    """operation: "SUM" (with one coeff per bottom, or None for all 1), "PROD" or "MAX"."""
+
     def __init__(self, operation, coeff=None):
         super().__init__()
         self.operation = operation
         self.coeff = coeff
 
     def extra_repr(self):
-        name = caffe_pb2.EltwiseParameter.EltwiseOp.Name(self.operation)
-        return name + (", coeff=%s" % self.coeff if self.coeff else "")
+        return self.operation + (", coeff=%s" % self.coeff if self.coeff else "")
 
     def forward(self, *bottoms):
-        if self.operation == SUM:
+        if self.operation == "SUM":
             if self.coeff is None:
                 return sum(bottoms[1:], bottoms[0])
             return sum(c * b for c, b in zip(self.coeff, bottoms))
-        if self.operation == PROD:
+        if self.operation == "PROD":
             top = bottoms[0]
             for b in bottoms[1:]:
                 top = top * b

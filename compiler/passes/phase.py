@@ -33,7 +33,9 @@ def layer_included(param, state):
 def filter_phase(net, state=NetState()):
     if state.phase not in PHASES:
         raise NetdefError(net.file, None, None, "unknown phase %r" % state.phase, "use TRAIN or TEST")
-    kept, net.excluded_layers = [], []
+    # A frontend that filtered as it read (the netdef language checks each phase's layers)
+    # has already dropped some: they stay excluded.
+    kept = []
     for layer in net.layers:
         try:
             if layer_included(layer.param, state):

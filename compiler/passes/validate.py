@@ -1,25 +1,24 @@
 """Validation: every problem of a net, found without building a module.
 
-`validate` runs the wiring and shapes passes on a freshly read net and collects their
-errors instead of stopping at the first pass that fails, so that `netdef check` lists them
-all and `netdef draw` can still show the valid part of a broken net; the shapes a source
-asserts (`expect` in the netdef language) are among the checks. `check_memory`
-refuses a net whose declared blobs would not fit a memory budget, before anything is
-allocated. (Weights are matched with a net by passes/weights.py.)
+`validate` checks a wired, shaped net and changes nothing: compiler/pipeline.py runs it
+after the wiring and shapes passes and gathers the errors of all three, so that `netdef
+check` lists them all and `netdef draw` can still show the valid part of a broken net; the
+shapes a source asserts (`expect` in the netdef language) are among the checks.
+`check_memory` refuses a net whose declared blobs would not fit a memory budget, before
+anything is allocated. (Weights are matched with a net by passes/weights.py.)
 """
 import math
 import warnings
 
 from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, activation_buffers, human_bytes, layer_params,
                                  memory_budget)
-from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
+from compiler.errors import NetdefError, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
 from compiler.layers.fillers import FILLER_TYPES
 from compiler.passes.expectations import check_expected_shapes
-from compiler.passes.shapes import infer_shapes
-from compiler.passes.wiring import wire
 from compiler.proto import is_repeated
+
 
 def check_memory(net, budget=None):
     """Refuse a shaped net whose float32 blobs (every distinct activation buffer of the
@@ -47,30 +46,18 @@ def check_memory(net, budget=None):
                       "budget with --max-memory or $%s" % MEMORY_ENV)
 
 
-def validate(net, input_shapes=None, max_memory=None):
-    """Wire and shape a net read by a frontend; returns every error found (a list of
-    NetdefError). The net keeps what could be worked out: the blobs and shapes of the
-    layers that are valid."""
-    if not net.layers:
-        return [empty_net_error(net)]
-    errors = []
-    try:
-        wire(net)
-    except NetdefErrors as e:
-        errors.extend(e.errors)
-    wiring_failed = {e.layer for e in errors}
-    warn_duplicate_names(net)
-    try:
-        infer_shapes(net, input_shapes)
-    except NetdefErrors as e:
-        # A layer whose wiring failed has missing or dropped blobs: its shape complaint
-        # would only restate the wiring error.
-        errors.extend(x for x in e.errors if x.layer not in wiring_failed)
-    errors.extend(check_fillers(net))
-    errors.extend(check_blob_shapes(net, {e.layer for e in errors}))
-    errors.extend(check_shared_params(net, {e.layer for e in errors}))
+def validate(net, failed=(), max_memory=None):
+    """Every problem of a wired, shaped net that wiring and shapes do not find (fillers,
+    learnable blob shapes, shared parameters, the shapes the source expects, the memory
+    budget), as a list of NetdefError. `failed` names the layers that wiring or shapes
+    already refused: their blobs are unknown, so their checks would only restate those
+    errors, and the memory budget is checked on a net without failures only. Reads the
+    net, never changes it."""
+    errors = check_fillers(net)
+    errors.extend(check_blob_shapes(net, set(failed) | {e.layer for e in errors}))
+    errors.extend(check_shared_params(net, set(failed) | {e.layer for e in errors}))
     errors.extend(check_expected_shapes(net))
-    if not errors:
+    if not failed and not errors:
         try:
             check_memory(net, max_memory)
         except NetdefError as e:
@@ -80,12 +67,11 @@ def validate(net, input_shapes=None, max_memory=None):
 
 def empty_net_error(net):
     """A net without layers computes nothing: say why it has none."""
-    excluded = net.excluded_layers
-    if excluded:
+    if net.excluded_layers:
         state = net.phase + "".join(", stage %s" % s for s in net.state.stages) + \
             (", level %d" % net.state.level if net.state.level else "")
         return NetdefError(net.file, None, None, "no layer of the net is in the %s net: the include/exclude "
-                           "rules of all %d layers leave them out" % (state, len(excluded)),
+                           "rules of all %d layers leave them out" % (state, len(net.excluded_layers)),
                            "choose the phase or stages they are written for (--phase, --stage)")
     return NetdefError(net.file, None, None, "the file defines no layers: there is nothing to compile",
                        "a net needs at least an input and a layer")

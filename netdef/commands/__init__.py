@@ -81,13 +81,13 @@ def parse_net(args, extra_shapes=None):
     return pipeline.build(args.net, net_state(args), shapes, args.max_memory, args.net_name)
 
 
-def read_and_validate(args):
+def read_and_check(args):
     """The net the arguments choose, wired and shaped as far as it goes, and every problem
     found in it (check and draw show them all instead of stopping at the first)."""
     from compiler import pipeline
-    from compiler.passes.validate import validate
-    net = pipeline.read(args.net, net_state(args), args.net_name)
-    return net, validate(net, parse_input_shapes(args.input_shape), args.max_memory)
+    state = net_state(args)
+    net = pipeline.read(args.net, args.net_name)
+    return net, pipeline.check(net, state, parse_input_shapes(args.input_shape), args.max_memory)
 
 
 def refuse_input_as_output(path, inputs):

@@ -10,7 +10,7 @@ import json
 import sys
 
 from compiler.errors import NetdefError, NetdefErrors
-from netdef.commands import add_net_arguments, add_weights_arguments, read_and_validate, weights_arguments
+from netdef.commands import add_net_arguments, add_weights_arguments, read_and_check, weights_arguments
 
 
 def add_parser(sub):
@@ -28,7 +28,7 @@ def run(args):
     from netdef.api import read_weights
     weights, warnings = None, []
     try:
-        net, errors = read_and_validate(args)
+        net, errors = read_and_check(args)
         weights, strict = weights_arguments(args)
         if weights and not errors:
             layers, file = read_weights(weights)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from compiler.errors import NetdefError
-from netdef.commands import add_net_arguments, read_and_validate, write_atomic
+from netdef.commands import add_net_arguments, read_and_check, write_atomic
 
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".html")
 
@@ -29,7 +29,7 @@ def run(args):
     if suffix not in FORMATS:
         raise NetdefError(args.output, None, None, "cannot draw to a '%s' file" % suffix,
                           "use one of " + ", ".join(FORMATS))
-    net, errors = read_and_validate(args)
+    net, errors = read_and_check(args)
     view = draw.build_view(net, errors)
     if suffix == ".html":
         content = draw.to_html(view, args.rankdir).encode("utf-8")
