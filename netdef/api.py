@@ -114,6 +114,8 @@ def save(gm, path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(saved.FORMAT_ENTRY, saved.FORMAT_STAMP)
         z.writestr(saved.NET_ENTRY, net_to_text(net))
-        with z.open(saved.WEIGHTS_ENTRY, "w") as f:
+        # Stored, not deflated: float weights barely compress (a few %), and deflating
+        # ResNet-152's 240 MB took 2.4 s of a 9 s `netdef compile`.
+        with z.open(zipfile.ZipInfo(saved.WEIGHTS_ENTRY, (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
             write_caffemodel(f, net, gm)
 
