@@ -14,7 +14,7 @@ import warnings
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert"]
+COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train"]
 
 
 def make_parser():

@@ -50,6 +50,13 @@ def blob_chunks(arr):
     return [head, data]
 
 
+def blob_field(number, arr):
+    """A BlobProto written as field `number` of the message holding it (LayerParameter's
+    blobs, SolverState's history): its key and length, then blob_chunks."""
+    chunks = blob_chunks(arr)
+    return [_header(number, sum(len(c) for c in chunks))] + chunks
+
+
 def caffemodel_chunks(net, blobs):
     """net: the IR; blobs: {layer name: [arrays in Caffe's blob order]}. Yields the bytes of
     a NetParameter, layer by layer, in net order."""
@@ -59,9 +66,7 @@ def caffemodel_chunks(net, blobs):
     for param in proto.layer:
         body = [param.SerializeToString()]
         for arr in blobs.get(param.name, ()):
-            chunks = blob_chunks(arr)
-            body.append(_header(LAYER_BLOBS, sum(len(c) for c in chunks)))
-            body.extend(chunks)
+            body.extend(blob_field(LAYER_BLOBS, arr))
         yield _header(NET_LAYER, sum(len(c) for c in body))
         yield from body
 

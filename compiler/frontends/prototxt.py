@@ -183,4 +183,10 @@ def load_net(path, text=None):
     if text is None:
         text = read_text_file(path)
     proto, lines = parse_net_text(text, file)
+    return net_from_proto(proto, file, lines)
+
+
+def net_from_proto(proto, file=None, lines=None):
+    """A parsed NetParameter (a file's, or a solver's inline net_param) -> a Net of every
+    layer, upgraded; `lines` locate its layers in the file that holds it."""
     return Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file)

@@ -4,6 +4,7 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `param_field`: the LayerParameter field with its parameters (Caffe's defaults come from
   the schema, so reading `layer.param.<field>` gives the value Caffe would use);
 - `is_input`: its tops are the net's inputs, placeholders of the module;
+- `auto_top`: a layer written without tops gets anonymous ones (Caffe's AutoTopBlobs);
 - `fresh_output`: its module returns a new tensor that its own backward does not read, so
   the backend may let a later layer overwrite it (in-place ReLU and sums);
 - `shape()`: Caffe's output shape rule, raising ShapeError with a hint when it cannot apply;
@@ -65,6 +66,10 @@ class LayerDef:
     # write into it when nothing else sees it. Views (Split, Slice, Reshape, Dropout in TEST)
     # and layers whose backward reads their output (Sigmoid, TanH, Exp, Softmax) may not.
     fresh_output = False
+    # Caffe's AutoTopBlobs: written without tops, the layer still gets its minimum number
+    # of tops, anonymous blobs no other layer can read (a loss layer's loss is still
+    # computed and counted in the net's loss; Caffe names them "(automatic)").
+    auto_top = False
     # Indices of blobs holding statistics rather than learned weights (BatchNorm's mean,
     # variance and factor): not counted as parameters, never updated by a solver.
     stat_blobs = ()

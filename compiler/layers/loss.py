@@ -23,12 +23,13 @@ LOG_FLT_MIN = math.log(1.1754943508222875e-38)
 def loss_weight(layer):
     """The weight of each top of `layer` in the net's loss (Caffe's Layer::SetLossWeights):
     the layer's loss_weight values, one per top; without them 1 for the first top of a
-    loss layer and 0 for every other top."""
+    loss layer and 0 for every other top. A wired layer counts its automatic top too."""
     weights = list(layer.param.loss_weight)
     if weights:
         return weights
+    tops = len(layer.tops) or len(layer.param.top)
     first = 1.0 if isinstance(registry.get(layer.type), LossLayer) else 0.0
-    return [first] + [0.0] * (len(layer.param.top) - 1) if layer.param.top else []
+    return [first] + [0.0] * (tops - 1) if tops else []
 
 
 def normalization(p, default):
@@ -64,9 +65,11 @@ def _labels(label, outer, inner, ignore_label):
 
 
 class LossLayer(LayerDef):
-    """Caffe's LossLayer: two bottoms with the same first axis, a 0-axis top."""
+    """Caffe's LossLayer: two bottoms with the same first axis, a 0-axis top (which Caffe
+    adds when the layer lists none: the loss counts whether or not anyone names it)."""
     param_field = "loss_param"
     bottoms = (2, 2)
+    auto_top = True
 
     def check(self, layer, shapes):
         if not shapes[0] or not shapes[1] or shapes[0][0] != shapes[1][0]:

@@ -4,6 +4,9 @@
   ("conv1#1", "conv1#2", ...) and becomes the value users see as "conv1".
 - An explicit Split does not copy in Caffe: its tops share memory with its bottom. An
   in-place layer on one of them rewrites them all, so they form one alias group.
+- A layer whose LayerDef has `auto_top` and fewer tops than it needs gets anonymous ones,
+  named "<layer>/(automatic)" (Caffe calls them all "(automatic)"; netdef's outputs are
+  keyed by name, so each carries its layer's): they are net outputs no layer can read.
 - Caffe refuses a top written by two layers unless in place, and an in-place write to a
   blob that another layer has already read ("produced by multiple sources").
 - Caffe accepts two layers of one name (BVLC's mnist_autoencoder has two "loss"): the
@@ -22,6 +25,7 @@ def wire(net):
     aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
     versions = {}     # Caffe name -> number of values written so far
     readers = {}      # SSA id -> names of the layers that read it
+    automatic = {}    # anonymous tops (auto_top): Caffe name -> SSA id, readable by no layer
     net.blobs, net.latest, net.blob_order = {}, {}, []
     net.graph.clear()
     writers = {}      # Caffe name -> first layer that writes it (for hints)
@@ -94,11 +98,19 @@ def wire(net):
             for name in group:
                 current[name] = sid
         defn = registry.get(layer.type)
+        if defn is not None and defn.auto_top and not p.top:
+            for k in range(defn.tops[0]):
+                name = "%s/(automatic)" % layer.key + ("" if k == 0 else str(k))
+                net.blobs[name] = Blob(name, name, layer.key)
+                layer.tops.append(name)
+                net.blob_order.append(name)
+                automatic[name] = name
         if defn is not None and defn.aliases_bottom and len(layer.bottoms) == 1:
             group = set(aliases.get(p.bottom[0], {p.bottom[0]})) | set(p.top)
             for name in group:
                 aliases[name] = group
     net.latest = dict(current)
+    net.latest.update(automatic)
     if errors:
         raise NetdefErrors(errors)
     return net

@@ -38,6 +38,30 @@ def add_net_arguments(p):
                    help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
 
 
+def add_device_arguments(p):
+    """--device, --gpu, --precision, --channels-last: shared by the verbs that compute."""
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast precision (training scales fp16 losses); fp32 is Caffe's")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+
+
+def device_of(args):
+    if args.gpu is not None and args.device is not None:
+        raise argparse.ArgumentTypeError("give --device or --gpu, not both")
+    device = "cuda:%d" % args.gpu if args.gpu is not None else (args.device or "cpu")
+    import torch
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError("--device takes cpu, cuda or cuda:N, got %r" % device) from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        from compiler.errors import NetdefError
+        raise NetdefError(None, None, None, "device %s: no CUDA device is available" % device,
+                          "use --device cpu")
+    return d
+
 def add_weights_arguments(p, help):
     """--weights, and how strictly they must match the net."""
     p.add_argument("--weights", help=help)

@@ -8,7 +8,8 @@ its own) the net runs on its filler values, and says so."""
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
-from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, device_of,
+                             parse_net, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
@@ -20,6 +21,7 @@ def add_parser(sub):
     p.add_argument("--blobs", choices=["all", "outputs"], default="outputs")
     p.add_argument("--fast", action="store_true",
                    help="inference fast path: fold BatchNorm/Scale into convolutions, channels_last")
+    add_device_arguments(p)
     return p
 
 
@@ -28,8 +30,10 @@ def run(args):
     import torch
     import netdef
     from compiler.passes.validate import memory_budget
+    from netdef.devices import autocast, place
     from netdef.npz import read_npz, write_npz
     arrays = read_npz(args.input, memory_budget(args.max_memory))
+    device = device_of(args)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
     weights, strict = weights_arguments(args)
     if weights is None:
@@ -41,10 +45,12 @@ def run(args):
     if missing:
         raise NetdefError(args.input, None, None, "no array for input blob(s) %s (the file has %s)"
                           % (", ".join(missing), ", ".join(arrays) or "none"))
-    with torch.no_grad():
+    place(gm, device, args.channels_last)
+    with torch.no_grad(), autocast(device, args.precision):
         # Positionally: a blob name need not be a Python identifier ("input.1").
-        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)) for n in input_names])
-    result = {k: v.detach().cpu().numpy() for k, v in out.items()}
+        out = gm(*[torch.from_numpy(np.ascontiguousarray(arrays[n], dtype=np.float32)).to(device)
+                   for n in input_names])
+    result = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
     write_atomic(args.output, lambda tmp: write_npz(tmp, result),
                  inputs=[args.net, args.input] + ([args.weights] if args.weights else []))
     print("wrote %d blobs to %s" % (len(result), args.output))

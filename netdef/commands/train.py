@@ -1,0 +1,141 @@
+"""netdef train SOLVER [--weights W] [--feed batches.npz] [--trace out.npz]
+                    [--snapshot PREFIX_iter_N.solverstate] [--device D] [--gpu N]
+                    [--precision fp32|bf16|fp16] [--channels-last] [--log FILE]
+
+Caffe's `caffe train`: the solver file's nets, schedule and update, with the module
+running on PyTorch. --feed gives the inputs (entry j of each array feeds forward pass j);
+--trace writes what Caffe's golden traces hold: `loss` and `lr` per iteration,
+`iter{k}/{layer}/{i}` (every parameter blob after iteration k, for every layer holding
+it) and `fwd1/{blob}` (every blob of the first forward pass). Under torchrun each process
+trains on its share of every batch and only rank 0 logs and snapshots.
+
+SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
+"""
+import os
+
+from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
+from netdef.commands import add_device_arguments, device_of
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train with a Caffe solver file")
+    p.add_argument("solver", help="solver .prototxt (Caffe's SolverParameter)")
+    p.add_argument("--weights", help="initial weights (.caffemodel): copied by layer name, as Caffe does")
+    p.add_argument("--feed", help=".npz of input batches: entry j of each array feeds forward pass j")
+    p.add_argument("--test-feed", action="append", default=[], metavar="NPZ",
+                   help="inputs of a test net (once per test net, in order): entry i feeds test pass i")
+    p.add_argument("--trace", help="write losses, rates and parameters per iteration to this .npz")
+    p.add_argument("--snapshot", help="resume from a .solverstate (or .solverstate.h5)")
+    add_device_arguments(p)
+    p.add_argument("--log", help="also write the log lines to this file")
+    return p
+
+
+def run(args):
+    import sys
+    import warnings
+
+    import numpy as np
+
+    import netdef
+    from compiler.frontends.solver import read_solver
+    from netdef.training.feed import ArrayFeed, read_feed
+    from netdef.training.log import TrainingLog
+    from netdef.training.solver import Solver, check_solver
+    if args.snapshot and args.weights:
+        import argparse
+        # Caffe refuses this too: a snapshot holds its own weights.
+        raise argparse.ArgumentTypeError("give --snapshot to resume or --weights to fine-tune, not both")
+    solver_file = read_solver(args.solver)
+    check_solver(solver_file)
+    device = device_of(args)
+    rank, world, distributed = _distributed(device)
+    errors = []
+    for path, what in [(args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")] + \
+            [(f, "test feed") for f in args.test_feed]:
+        if path and not os.path.isfile(path):
+            errors.append(NetdefError(path, None, None, "%s file does not exist" % what))
+    for path in (args.trace, args.log):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            errors.append(NetdefError(path, None, None, "its folder does not exist"))
+    if errors:
+        raise NetdefErrors(errors)
+    feed = ArrayFeed(read_feed(args.feed), args.feed, rank, world) if args.feed else None
+    test_feeds = [ArrayFeed(read_feed(f), f) for f in args.test_feed]
+    if rank != 0:
+        warnings.simplefilter("ignore", NetdefWarning)     # rank 0 says it once
+    p = solver_file.param
+    solver = Solver(solver_file, feed=feed, weights=args.weights or list(p.weights) or None,
+                    device=device, precision=args.precision, channels_last=args.channels_last,
+                    record=bool(args.trace),
+                    input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
+                    test_feeds=test_feeds)
+    inputs = netdef.record(solver.module).input_names
+    if inputs and feed is None:
+        raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
+                          % ", ".join(inputs), "give --feed batches.npz")
+    errors = feed.check(inputs, p.max_iter * p.iter_size) if feed else []
+    for k, (f, (_, gm)) in enumerate(zip(test_feeds, solver.test_nets)):
+        errors += f.check(netdef.record(gm).input_names, p.test_iter[k])
+    if errors:
+        raise NetdefErrors(errors)
+    # Created only now: a run refused above writes nothing, not even its log.
+    log = solver.log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
+                                   p.average_loss)
+    if solver.weights_report is not None and rank == 0:
+        _log_weights(log, solver.weights_report)
+    trace = {}
+
+    def record(s, loss, rate):
+        trace.setdefault("loss", []).append(loss)
+        trace.setdefault("lr", []).append(rate)
+        for e in s.params:
+            value = e.tensor.detach().float().cpu().numpy().copy()
+            for layer, i in e.holders:
+                trace["iter%d/%s/%d" % (s.iter, layer, i)] = value
+
+    log.info("Solving %s" % solver.net.name)
+    log.info("Learning Rate Policy: %s" % p.lr_policy)
+    with solver.signals():
+        finished = solver.solve(args.snapshot, record if args.trace else None)
+    log.info("Optimization Done." if finished else "Optimization stopped early.")
+    if args.trace and rank == 0:
+        from netdef.commands import write_atomic
+        from netdef.npz import write_npz
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in trace.items()}
+        arrays.update({"fwd1/%s" % k: v for k, v in (solver.first_forward or {}).items()})
+        write_atomic(args.trace, lambda tmp: write_npz(tmp, arrays),
+                     inputs=[args.solver] + [f for f in (args.feed, args.weights, args.snapshot) if f])
+    log.close()
+    return 0
+
+
+def _log_weights(log, reports):
+    """Which layers came from the weights file(s) and which kept their fillers
+    (compiler.passes.weights.WeightsReport, one per file)."""
+    for report in reports:
+        log.info("Copying layers from %s: %s" % (report.file, ", ".join(report.loaded) or "none"))
+        if report.ignored:
+            log.info("Ignoring the file's layers the net lacks: %s" % ", ".join(report.ignored))
+    kept = set.intersection(*(set(r.kept_fillers) for r in reports))
+    if kept:
+        log.info("Keeping their filler values (in no file): %s"
+                 % ", ".join(n for n in reports[0].kept_fillers if n in kept))
+
+
+def _distributed(device):
+    """(rank, world size, wrapper) under torchrun (WORLD_SIZE set), else (0, 1, None):
+    DistributedDataParallel averages the gradients over the processes, as Caffe's
+    multi-GPU solver does (sum, then 1/solver_count)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+
+    def wrap(module):
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    return rank, world, wrap
