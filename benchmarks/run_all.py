@@ -1,6 +1,6 @@
 """Run every benchmark, each in a fresh process, and print one table (`make bench`).
 
-    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,scale]
+    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,scale]
 
 Each row puts a figure next to what it is compared with; `ratio` is higher-is-better
 (compared time / our time, our speed / compared speed, compared memory / our memory) and
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "forward-no-trim": ("bench_forward.py", {"--rounds": (15, 5)}, NO_TRIM_MALLOC),
     "caffemodel": ("bench_caffemodel.py", {"--rounds": (5, 2)}, None),
     "memory": ("bench_memory.py", {"--rounds": (3, 1)}, None),
+    "compile": ("bench_compile.py", {"--rounds": (15, 5)}, None),
     "scale": ("bench_scale.py", {"--check-sizes": ("10000,100000", "2000,20000"),
                                  "--build-sizes": ("1000,10000,100000", "1000,10000")}, None),
 }

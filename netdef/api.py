@@ -12,11 +12,12 @@ from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
 from compiler.backends.prototxt import net_to_text
 from compiler.backends.fold import fast_path
 from compiler.backends.record import record_of
-from compiler.errors import NetdefWarning
+from compiler.errors import NetdefError, NetdefWarning
 from compiler.frontends import caffemodel, saved
 from compiler.ir import LayerBlobs
 from compiler.layers import registry
 from compiler.state import NetState
+from netdef.inference import compile_for_inference
 
 
 def register_layer(defn, replace=False):
@@ -39,29 +40,42 @@ def record(gm):
     return record_of(gm)
 
 
-def compile_net(net, weights=None, outputs=None, strict=False, fast=False):
+def compile_net(net, weights=None, outputs=None, strict=False, fast=False, compile=False,
+                precision="fp32"):
     """IR Net -> GraphModule (optionally with weights: a .caffemodel path, a saved .netdef,
     or {layer: [arrays]}, loaded as load_weights says). In train() mode it computes Caffe's
     TRAIN behaviour, in eval() TEST's. fast=True is the inference fast path
     (compiler/backends/fold.py): BatchNorm and Scale folded into the convolutions before
     them, weights channels_last; the module's record (netdef.record(gm).net) is then the
-    folded net, and its `weights` still say what came from the file."""
+    folded net, and its `weights` still say what came from the file.
+
+    compile=True is the fastest exact inference: the fast path compiled by torch.compile
+    with inductor freezing and warmed up here, on the net's input shapes, falling back to the
+    eager fast path with one line on stderr where compiling fails (netdef/inference/compiled.py).
+    It returns a netdef.inference.CompiledNet, for inference only. precision="bf16" (or
+    "fp16" on CUDA) runs it under autocast, opt-in: float32 is what Caffe computes."""
     gm = torch_fx.build_module(net, outputs)
     report = load_weights(net, gm, weights, strict=strict) if weights is not None else None
     gm.train(net.phase == "TRAIN")
-    if fast:
+    if fast or compile:
         _, gm = fast_path(net, gm)
         record_of(gm).weights = report
+    if compile:
+        return compile_for_inference(gm, precision)
+    if precision != "fp32":
+        raise NetdefError(net.file, None, None, "precision=%r applies to compile=True" % precision,
+                          hint="without compile, call the module under torch.autocast")
     return gm
 
 
 def load(source, weights=None, phase="TEST", input_shapes=None, outputs=None, strict=False,
-         stages=(), level=0, fast=False, name=None):
-    """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule)."""
+         stages=(), level=0, fast=False, name=None, compile=False, precision="fp32"):
+    """One call from a net file (and weights) to a torch.nn.Module (a torch.fx.GraphModule,
+    or with compile=True a netdef.inference.CompiledNet; see compile_net)."""
     net = parse(source, phase, input_shapes, stages, level, name=name)
     if weights is None and Path(source).suffix == saved.SUFFIX:
         weights = source
-    return compile_net(net, weights, outputs, strict, fast)
+    return compile_net(net, weights, outputs, strict, fast, compile, precision)
 
 
 def export(gm, caffemodel_path, prototxt_path=None):

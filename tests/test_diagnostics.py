@@ -76,6 +76,20 @@ def test_malformed_net(path, tmp_path, capsys):
     assert rc == 1 and [line for line in err_check if not line.startswith("  | ")] == err
 
 
+@pytest.mark.parametrize("path", [p for p in CATALOGUE if p.suffix == ".prototxt"], ids=lambda p: p.name)
+def test_convert_of_a_malformed_prototxt(path, tmp_path, capsys):
+    """convert checks less than compile (it writes what the file says, shapes unchecked),
+    but what it cannot write is a located error, never a traceback."""
+    net = tmp_path / path.name
+    shutil.copy(path, net)
+    rc, _, err = run_cli(["convert", net, "-o", tmp_path / "out.net"], capsys)
+    assert rc in (0, 1)
+    if path.name == "layer_without_type.prototxt":
+        assert rc == 1
+        assert_one_located_error(err, net, int(header(path)["line"]))
+        assert "the layer has no type" in err[0]
+
+
 # ---- weights ----
 
 NET = CONV_FC

@@ -271,6 +271,40 @@ def test_imports_and_several_nets(tmp_path):
         dsl.load_dsl(tmp_path / "main.net", net="A")
 
 
+def test_imports_outside_the_project_are_refused_unread(tmp_path, monkeypatch):
+    """A net file may import the files under its folder; others (absolute paths, ../, a
+    symlink leading out) only from folders listed in $NETDEF_IMPORT_PATH. A refused file
+    is never read, so its content cannot appear in an error."""
+    monkeypatch.delenv("NETDEF_IMPORT_PATH", raising=False)
+    outside, project = tmp_path / "outside", tmp_path / "project"
+    outside.mkdir()
+    project.mkdir()
+    (outside / "secret.net").write_text("the secret: hunter2\n")
+    (project / "link.net").symlink_to(outside / "secret.net")
+    net = 'import "%s"\nnet N {\n    input data: 3x8x8\n}\n'
+    for target in (str(outside / "secret.net"), "../outside/secret.net", "link.net"):
+        (project / "main.net").write_text(net % target)
+        with pytest.raises(NetdefError) as e:
+            dsl.load_dsl(project / "main.net")
+        assert (e.value.line, e.value.col) == (1, 8)
+        assert "outside the project" in e.value.message and "NETDEF_IMPORT_PATH" in e.value.hint
+        assert "hunter2" not in str(e.value)
+    monkeypatch.setenv("NETDEF_IMPORT_PATH", str(outside))
+    with pytest.raises(NetdefError, match="syntax error") as e:     # read, as the user allowed
+        dsl.load_dsl(project / "main.net")
+    assert e.value.file == str(project / "link.net")
+
+
+def test_an_error_in_an_imported_block_names_the_call_site_and_its_file(tmp_path):
+    (tmp_path / "blocks.net").write_text("block bad(x) {\n    return x -> conv(4, k=3, bogus=1)\n}\n")
+    (tmp_path / "main.net").write_text('import "blocks.net"\nnet N {\n    input data: 3x8x8\n'
+                                       '    for i in [1, 2] {\n        y = bad(data)\n    }\n}\n')
+    with pytest.raises(NetdefError) as e:
+        dsl.load_dsl(tmp_path / "main.net")
+    assert (e.value.file, e.value.line) == (str(tmp_path / "blocks.net"), 2)
+    assert e.value.message.startswith("in block 'bad' called from %s:5 (i = 1): " % (tmp_path / "main.net"))
+
+
 def test_comments_blank_lines_and_broken_lines():
     text = '''# a comment
 net N {   # another
@@ -322,7 +356,8 @@ def _check_located(e, line, col):
 @pytest.mark.parametrize("src,line,col,words", [
     ("y = data -> conv(64 k=3)", 3, 25, ["unexpected name k", "expected ',', ')'"]),
     ("y = data -> conv(64, k=3) @ 2", 3, 31, ["unexpected character '@'"]),
-    ("y = data -> conv(64, k=3 ", 3, 28, ["expected ',' or ')'"]),
+    # the file ends inside the call: the error points at the bracket left open
+    ("y = data -> conv(64, k=3 ", 3, 21, ["'(' of conv is not closed"]),
     ("y = data -> relu as 'r'", 3, 25, ["unexpected character"]),
     ("if 1 = 2 { }", 3, 10, ["unexpected '='"]),
     ('y = data -> conv(4, k=3) as "c{i + }"', 3, 38, ["expected an expression"]),
@@ -356,6 +391,15 @@ BLOCK = 'block b(x, c) {\n    return x -> conv(c, k=1) as "b{c}"\n}\n'
     (NET % "y = data -> conv(5 / 2, k=3)", 3, 22, ["5 / 2 is not a whole number"]),
     (BLOCK + NET % 'y = data -> b(4) as "x"', 6, 17, ["block b names its own layers"]),
     (NET % "phase TRAIN {\n        phase TEST { }\n    }", 4, 15, ["phase TEST inside phase TRAIN"]),
+    # a misspelt Caffe type is unknown, with the near ones; not its parameters' fault
+    (NET % "y = data -> Convolutoin(num_output=8, kernel_size=3)", 3, 17,
+     ["unknown layer type 'Convolutoin'", "did you mean 'Convolution' (conv)"]),
+    (NET % "y = data -> Zorglub(num_output=8)", 3, 25,
+     ["unknown layer type 'Zorglub'", "'num_output'", "netdef.register_layer"]),
+    # a block that ends without `return` gives nothing, and says so where it is used
+    ("block nr(x) {\n    y = x -> relu\n}\n" + NET % "y = data -> nr -> pool(MAX, 2)", 6, 23,
+     ["nothing flows into this link: block nr, called at line 6, ended without `return`",
+      "end block nr (t.net:1) with `return`"]),
 ])
 def test_semantic_errors_are_located(src, line, col, words, error):
     e = error(src)
@@ -376,6 +420,14 @@ def test_what_the_passes_check_reads_as_for_any_source(error):
     (NET % ("y = " + "[" * 3000 + "1" + "]" * 3000), "nests too deeply"),
     (NET % "for i in range(1000) {\n        for j in range(1000) { }\n    }", "over 100000 loop iterations"),
     (NET % "y = [1] * 1000000000", "a list of 1000000000 values is too long"),
+    # values that would grow without bound (hours, or all memory, to compute)
+    (NET % 's = "ab"\n    for i in range(34) {\n        s = s + s\n    }', "a string of 131072 characters is too long"),
+    (NET % 's = "ab"\n    for i in range(34) {\n        s = "{s}{s}"\n    }', "a string of 131072 characters"),
+    (NET % "x = 3\n    for i in range(40) {\n        x = x * x\n    }", "an integer of 102 bits is out of range"),
+    # integers Python could not print (over 4300 digits) or turn into a float
+    (NET % ("x = " + "9" * 5000), "an integer of 5000 digits is out of range"),
+    (NET % ("x = " + "9" * 400 + " * 1.5"), "an integer of 400 digits"),
+    (NET % ("input more: 3x%sx8" % ("9" * 5000)), "an integer of 5000 digits"),
 ])
 def test_absurd_sources_are_refused(src, words, error):
     assert words in str(error(src))

@@ -129,6 +129,9 @@ class _Writer:
     # -- layers --------------------------------------------------------------------------
     def link(self, p, index):
         """One layer as a link of a chain."""
+        if not p.type:
+            raise NetdefError(None, None, p.name, "the layer has no type",
+                              'add type: "..." with its Caffe type (Convolution, ReLU, ...)')
         op = Spelling(p.type)
         if not op.name[0].isalpha() or not _IDENT.match(op.name) or \
                 (not op.known and not op.name[0].isupper()):

@@ -14,6 +14,7 @@ from google.protobuf import text_format
 
 from compiler.errors import NetdefError
 from compiler.files import regular_file
+from compiler.frontends import brackets
 from compiler.ir import Net
 from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
@@ -21,17 +22,20 @@ from compiler.proto import caffe_pb2
 # Refuse files larger than this before parsing: a prototxt of a 1000-layer net is ~1 MB.
 MAX_PROTOTXT_BYTES = 64 << 20
 
-# protobuf text also accepts < > as block delimiters.
-_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>]|\n|[A-Za-z_][\w]*')
+# protobuf text also accepts < > as block delimiters, and [ ] around a repeated field's
+# values (layer [{...}, {...}]).
+_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>\[\]]|\n|[A-Za-z_][\w]*')
 
 
 def _layer_lines(text):
     """Line numbers of the top-level `layer` and `layers` blocks, in file order, and of
-    the first legacy net input field (`input`, `input_dim`, `input_shape`)."""
+    the first legacy net input field (`input`, `input_dim`, `input_shape`). In the list
+    syntax, `layer [{...}, {...}]`, each block is a layer and is numbered by its `{`."""
     lines = {"layer": [], "layers": [], "input": []}
     depth = 0
     line = 1
     pending = None
+    listed = None       # "layer" or "layers" inside a top-level [ ] of that field
     for m in _TOKEN.finditer(text):
         tok = m.group()
         if tok == "\n":
@@ -39,8 +43,17 @@ def _layer_lines(text):
         elif tok in "{<":
             if depth == 0 and pending:
                 lines[pending[0]].append(pending[1])
+            elif depth == 0 and listed:
+                lines[listed].append(line)
             pending = None
             depth += 1
+        elif tok == "[":
+            if depth == 0:
+                listed = pending and pending[0]
+            pending = None
+        elif tok == "]":
+            if depth == 0:
+                listed = None
         elif tok in "}>":
             depth -= 1
             pending = None
@@ -70,6 +83,13 @@ def parse_text(text, file, message):
         lines = text.splitlines()
         source = lines[line - 1] if line and 0 < line <= len(lines) else ""
         msg, hint = _explain(msg)
+        opened = brackets.unclosed(_brackets(text, lines))
+        if opened is not None and (line is None or opened.line <= line):
+            # protobuf stops where the open block makes the text wrong (the next `layer`
+            # read as one of its fields), not at the block.
+            raise NetdefError(file, opened.line, None, "syntax error: %s is not closed" % brackets.describe(opened),
+                              "protobuf stopped at line %s: %s" % (line, msg) if line else None,
+                              col=opened.col) from None
         if hint is None and source.strip():
             hint = "in: " + _excerpt(source, col)
         raise NetdefError(file, line, None, "syntax error: " + msg, hint, col=col) from None
@@ -77,6 +97,21 @@ def parse_text(text, file, message):
         # protobuf raises these (not ParseError) for bad UTF-8 and absurd nesting.
         raise NetdefError(file, None, None, "cannot parse: %s" % (str(e)[:200] or type(e).__name__)) from None
     return message
+
+
+def _brackets(text, lines):
+    """The brackets of protobuf text ({ } < > [ ]), outside strings and comments."""
+    line, line_start, name = 1, 0, None
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "\n":
+            line, line_start = line + 1, m.end()
+        elif tok in "{}<>[]":
+            yield brackets.bracket(tok, line, m.start() - line_start + 1, lines,
+                                   name if tok in "{<[" else None)
+            name = None
+        elif tok[0] not in "#\"'":
+            name = tok
 
 
 def _excerpt(source, col, width=72):

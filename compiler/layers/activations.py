@@ -138,7 +138,12 @@ class Log(Elementwise):
     param_field = "log_param"
 
     def check(self, layer, shape):
-        _check_base(layer.param.log_param.base)
+        base = layer.param.log_param.base
+        _check_base(base)
+        if base == 1:
+            # Caffe's LogLayer divides by log(base) and CHECKs that 1 / log(base) is finite.
+            raise ShapeError("base 1 has no logarithm: log_1(x) would divide by log(1) = 0",
+                             "use base -1 (e), 2 or 10")
 
     def module(self, p, shape):
         return CaffeLog(p.scale, p.shift, 1.0 if p.base == -1 else 1.0 / math.log(p.base))
@@ -193,8 +198,10 @@ class Dropout(Elementwise):
 
 
 def _check_base(base):
-    if base != -1 and base <= 0:
-        raise ShapeError("base %g must be positive (or -1 for e)" % base)
+    """Caffe's Exp and Log layers: CHECK_GT(base, 0) unless base is -1 (e), and log(base)
+    must be finite."""
+    if base != -1 and not 0 < base < math.inf:
+        raise ShapeError("base %g must be a positive finite number (or -1 for e)" % base)
 
 
 class CaffePReLU(nn.Module):

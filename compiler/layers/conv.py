@@ -80,8 +80,10 @@ class _ConvBase(LayerDef):
         p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
         if all(k == 1 for k in kernel) and all(s == 1 for s in stride):
             return 0
-        spatial = shapes[0][2:] if self.transposed else self.shape(layer, shapes)[0][2:]
-        return shapes[0][1] // p.group * prod(kernel) * prod(spatial)
+        # A Deconvolution's columns are its output channels by its input positions (col2im).
+        if self.transposed:
+            return p.num_output // p.group * prod(kernel) * prod(shapes[0][2:])
+        return shapes[0][1] // p.group * prod(kernel) * prod(self.shape(layer, shapes)[0][2:])
 
     def lower(self, layer, shapes):
         p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])

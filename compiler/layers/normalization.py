@@ -12,6 +12,8 @@
 - MVN subtracts the mean per (item, channel), or per item with across_channels, and
   divides by std + eps (eps on the standard deviation, not the variance).
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,6 +41,16 @@ class LRN(LayerDef):
         if size % 2 == 0:
             raise ShapeError("local_size %d is even; Caffe's LRN supports odd sizes only" % size,
                              "use local_size %d or %d" % (size - 1, size + 1) if size else None)
+
+    def workspace_values(self, layer, shapes):
+        """ACROSS_CHANNELS (F.local_response_norm) holds the squares and the squares
+        zero-padded to C + size - 1 channels at once; WITHIN_CHANNEL the squares and their
+        window means. Caffe's own workspace is the same size (its padded_square and
+        scale blobs), so a huge local_size costs memory, not just time."""
+        n, c, h, w = shapes[0]
+        size = layer.param.lrn_param.local_size
+        channels = 2 * c if layer.param.lrn_param.norm_region == WITHIN_CHANNEL else 2 * c + size - 1
+        return n * channels * h * w
 
     def lower(self, layer, shapes):
         self._check(layer, shapes[0])
@@ -79,6 +91,12 @@ class BatchNorm(LayerDef):
     stat_blobs = (0, 1, 2)
 
     def shape(self, layer, shapes):
+        eps = layer.param.batch_norm_param.eps
+        # Caffe takes any eps, and a negative one makes var + eps negative (NaN outputs)
+        # for every channel whose variance is smaller: refused here, before anything runs.
+        if not 0 <= eps < math.inf:
+            raise ShapeError("eps %g must be a finite number >= 0: it is added to the variance "
+                             "before the square root" % eps, "Caffe's default is 1e-5")
         return [tuple(shapes[0])]
 
     def blob_shapes(self, layer, shapes):

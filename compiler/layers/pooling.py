@@ -77,6 +77,20 @@ class Pooling(LayerDef):
             out.append(pooled_size(size, k, pd, s, ceil))
         return [tuple(shape[:2]) + tuple(out)]
 
+    def workspace_values(self, layer, shapes):
+        """Where PyTorch's pooling cannot follow Caffe (pad > kernel/2, a window wholly in
+        the padding) the module pads the input explicitly: a kernel of thousands with the
+        padding it needs makes that copy huge while the top stays small."""
+        if layer.param.pooling_param.global_pooling:
+            return 0
+        n, c, h, w = shapes[0]
+        _, kernel, pad, stride, ceil = self.geometry(layer, shapes[0])
+        out = self.shape(layer, shapes)[0][2:]
+        if _torch_pools_as_caffe((h, w), out, kernel, pad, stride, ceil):
+            return 0
+        after = _padding_after((h, w), out, kernel, pad, stride)
+        return n * c * (h + pad[0] + after[0]) * (w + pad[1] + after[1])
+
     def lower(self, layer, shapes):
         method, kernel, pad, stride, ceil = self.geometry(layer, shapes[0])
         return CaffePool2d(method == MAX, kernel, pad, stride, ceil,
@@ -103,11 +117,7 @@ class CaffePool2d(nn.Module):
         kernel, pad, stride = self.kernel, self.pad, self.stride
         out = (pooled_size(h, kernel[0], pad[0], stride[0], self.ceil),
                pooled_size(w, kernel[1], pad[1], stride[1], self.ceil))
-        # PyTorch's pooling applies Caffe's rules exactly when it accepts the padding and its
-        # own size rule gives the same output: then use it, it is the fast kernel.
-        if 2 * pad[0] <= kernel[0] and 2 * pad[1] <= kernel[1] and \
-                all(_torch_size(s, k, p, st, self.ceil) == o
-                    for s, k, p, st, o in zip((h, w), kernel, pad, stride, out)):
+        if _torch_pools_as_caffe((h, w), out, kernel, pad, stride, self.ceil):
             if self.is_max:
                 return F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil)
             return F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil, count_include_pad=True)
@@ -115,14 +125,26 @@ class CaffePool2d(nn.Module):
 
     def _general(self, x, h, w, out):
         kernel, pad, stride = self.kernel, self.pad, self.stride
-        extra = [max(0, (o - 1) * s + k - size - p) for o, s, k, size, p in
-                 zip(out, stride, kernel, (h, w), pad)]
+        extra = _padding_after((h, w), out, kernel, pad, stride)
         # A window wholly outside the input gives -FLT_MAX for MAX, as in Caffe.
         xp = F.pad(x, (pad[1], extra[1], pad[0], extra[0]), value=-FLT_MAX if self.is_max else 0.0)
         if self.is_max:
             return F.max_pool2d(xp, kernel, stride)[..., :out[0], :out[1]]
         total = F.avg_pool2d(xp, kernel, stride, divisor_override=1)[..., :out[0], :out[1]]
         return total / _divisor(out, (h, w), kernel, pad, stride, x.dtype, x.device)
+
+
+def _torch_pools_as_caffe(size, out, kernel, pad, stride, ceil):
+    """PyTorch's pooling applies Caffe's rules exactly when it accepts the padding and its
+    own size rule gives the same output: then the module uses it, the fast kernel;
+    otherwise it pads the input explicitly."""
+    return all(2 * p <= k and _torch_size(n, k, p, s, ceil) == o
+               for n, o, k, p, s in zip(size, out, kernel, pad, stride))
+
+
+def _padding_after(size, out, kernel, pad, stride):
+    """The padding after each spatial axis that the last window needs."""
+    return [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(out, stride, kernel, size, pad)]
 
 
 def _torch_size(size, kernel, pad, stride, ceil):

@@ -17,6 +17,9 @@ MAX_DIM = 1 << 31
 
 
 def unknown_type_error(layer):
+    if not layer.type:
+        return NetdefError(layer.file, layer.line, layer.name, "the layer has no type",
+                           'add type: "..." with its Caffe type (Convolution, ReLU, ...)')
     close = registry.close_matches(layer.type)
     hint = ("did you mean %s? " % " or ".join("'%s'" % c for c in close)) if close else ""
     hint += ("to use a custom layer, register its shape rule and lowering: "

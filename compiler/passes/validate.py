@@ -11,7 +11,7 @@ import math
 import warnings
 
 from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, activation_buffers, human_bytes, layer_params,
-                                 memory_budget)
+                                 layer_workspace, memory_budget)
 from compiler.errors import NetdefError, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
@@ -22,28 +22,37 @@ from compiler.proto import is_repeated
 
 def check_memory(net, budget=None):
     """Refuse a shaped net whose float32 blobs (every distinct activation buffer of the
-    batch, as accounting.activation_buffers counts them, and the learnable blobs) exceed `budget` bytes (see memory_budget). Nothing has been allocated yet."""
+    batch, as accounting.activation_buffers counts them, and the learnable blobs) and the
+    largest workspace a layer allocates while it runs (its temporaries, freed when it
+    returns, so only one layer's at a time) exceed `budget` bytes (see memory_budget).
+    Nothing has been allocated yet."""
     budget = memory_budget(budget)
-    activations, params, largest = 0, 0, (0, None)
+    activations, params, largest, workspace = 0, 0, (0, None), (0, None)
     seen = set()
     buffer_of, buffer_bytes = activation_buffers(net)     # in-place tops add nothing
     for layer in net.layers:
         size = sum(buffer_bytes[t] for t in layer.tops if buffer_of[t] == t)
         activations += size
         largest = max(largest, (size, layer), key=lambda x: x[0])
+        workspace = max(workspace, (layer_workspace(net, layer), layer), key=lambda x: x[0])
         params += BYTES_PER_VALUE * layer_params(net, layer, seen)
-    if activations + params <= budget:
+    if activations + params + workspace[0] <= budget:
         return
+    needs = "the net needs %s (activations %s, learnable blobs %s%s), over the %s memory budget" % (
+        human_bytes(activations + params + workspace[0]), human_bytes(activations), human_bytes(params),
+        ", workspace %s" % human_bytes(workspace[0]) if workspace[0] else "", human_bytes(budget))
+    hint = "use a smaller batch (--input-shape), or raise the budget with --max-memory or $%s" % MEMORY_ENV
     size, layer = largest
+    if workspace[0] > size:
+        layer = workspace[1]
+        raise NetdefError(layer.file or net.file, layer.line, layer.name,
+                          "%s; this layer's workspace alone is %s" % (needs, human_bytes(workspace[0])),
+                          "check its parameters, " + hint)
     top = net.blobs[layer.tops[0]]
     raise NetdefError(layer.file or net.file, layer.line, layer.name,
-                      "the net needs %s (activations %s, learnable blobs %s), over the %s memory "
-                      "budget; this layer's top '%s' %s alone is %s"
-                      % (human_bytes(activations + params), human_bytes(activations),
-                         human_bytes(params), human_bytes(budget), top.name,
-                         "x".join(map(str, top.shape)), human_bytes(size)),
-                      "check the dimensions, use a smaller batch (--input-shape), or raise the "
-                      "budget with --max-memory or $%s" % MEMORY_ENV)
+                      "%s; this layer's top '%s' %s alone is %s"
+                      % (needs, top.name, "x".join(map(str, top.shape)), human_bytes(size)),
+                      "check the dimensions, " + hint)
 
 
 def validate(net, failed=(), max_memory=None):

@@ -7,17 +7,24 @@ blocks and builtins (builtins.py), and each layer call appends one LayerParamete
 the include rule; `expect` records a shape assertion that the compiler checks after
 shape inference (compiler/passes/expectations.py).
 """
+import operator
+
 from lark import Token, Tree
 
+from compiler.errors import NetdefError
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS, Builtin
 from compiler.frontends.dsl.layers import Naming, layer_param
-from compiler.frontends.dsl.values import (MAX_ITERATIONS, UNSET, BlockDef, BlobRef, Complaint, Enum, Message,
-                                           describe, format_value, is_int, is_number, suggest)
+from compiler.frontends.dsl.values import (INT_RANGE_HINT, MAX_INT, MAX_ITERATIONS, UNSET, BlockDef, BlobRef,
+                                           Complaint, Enum, Message, Nothing, bounded, describe, format_value,
+                                           is_int, is_number, suggest)
 from compiler.ir import Layer, ShapeExpectation
+from compiler.layers import registry
 from compiler.proto import caffe_pb2
 from grammar import SUM_OP
 from grammar.spelling import Spelling, short_names
+
+_ARITH = {"sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv, "mod": operator.mod}
 
 # BlobShape dims are int64: a larger number would make protobuf raise, not report.
 MAX_DIM = 1 << 63
@@ -36,6 +43,9 @@ class Interpreter:
         self.stack = []         # blocks being called, for the recursion check
         self.writers = {}       # blob name -> the layer (compiler.ir.Layer) that last wrote it
         self.iterations = 0     # loop iterations so far, against MAX_ITERATIONS
+        # The loops running in the block (or net) being run: [(name, value)] of each, for
+        # the call sites that errors inside a block name.
+        self.loops = []
         # The layers called by short names, as the registry has them when the build starts.
         self.ops = short_names()
 
@@ -81,7 +91,11 @@ class Interpreter:
                     scope[str(n)] = v
             else:
                 raise self.error(node, "cannot unpack %s into %d names" % (describe(item), len(names)))
-            self.run_body(body, scope)
+            self.loops.append([(str(n), scope[str(n)]) for n in names])
+            try:
+                self.run_body(body, scope)
+            finally:
+                self.loops.pop()
 
     def s_if_stmt(self, node, scope):
         cond, body, *rest = node.children
@@ -171,14 +185,29 @@ class Interpreter:
             raise self.error(node, "a condition is true or false, got %s" % describe(v))
         return v
 
+    def bounded(self, node, value):
+        """value, or a located error if it is past the language's bounds (values.bounded)."""
+        try:
+            return bounded(value)
+        except Complaint as e:
+            raise self.error(node, e.message, e.hint) from None
+
+    def number(self, tok):
+        """An integer literal; one too long to be a value is refused before Python converts
+        it (which is quadratic in its digits, and refused past 4300 of them)."""
+        if len(tok) > len(str(MAX_INT)):
+            raise self.error(tok, "an integer of %d digits is out of range" % len(tok), INT_RANGE_HINT)
+        return self.bounded(tok, int(tok))
+
     def e_int(self, node, scope, naming):
-        return int(node.children[0])
+        return self.number(node.children[0])
 
     def e_float(self, node, scope, naming):
         return float(node.children[0])
 
     def e_shape(self, node, scope, naming):
-        return [int(d) for d in node.children[0].split("x")]
+        tok = node.children[0]
+        return [self.number(Token("INT", d, line=tok.line, column=tok.column)) for d in tok.split("x")]
 
     def e_true(self, node, scope, naming):
         return True
@@ -203,7 +232,7 @@ class Interpreter:
                     out.append(format_value(self.eval(part, scope)))
                 except Complaint as e:
                     raise self.error(part, e.message) from None
-        return "".join(out)
+        return self.bounded(node, "".join(out))
 
     def e_list(self, node, scope, naming):
         return [self.eval(c, scope) for c in node.children]
@@ -225,13 +254,28 @@ class Interpreter:
     def e_var(self, node, scope, naming):
         name = str(node.children[0])
         found = self.lookup(name, scope)
+        if isinstance(found, Nothing):
+            raise self.error(node, "'%s' has no value: %s" % (name, found.why), found.hint)
         if found is not None:
             return found
         if name.isupper():
             return Enum(name)
         if name[0].isupper():
-            return Spelling(name)
+            return self.layer_type(node.children[0], name)
         raise self.undefined(node.children[0], name, scope)
+
+    def layer_type(self, tok, name):
+        """A type called by its Caffe name: a registered one, one that Caffe's schema has
+        parameters for (Python, ROIPooling), or another, which the shapes pass reports
+        unless a user registers it. A name that is none of these but close to a registered
+        type is a misspelling, reported here rather than as its parameters' error."""
+        spelling = Spelling(name)
+        if registry.get(name) is None and spelling.param_field is None:
+            close = registry.close_matches(name)
+            if close:
+                raise self.error(tok, "unknown layer type '%s'" % name, "did you mean %s?" % " or ".join(
+                    "'%s'%s" % (t, " (%s)" % Spelling(t).name if Spelling(t).known else "") for t in close))
+        return spelling
 
     def lookup(self, name, scope):
         for space in (scope, self.module.names, BUILTINS, self.ops):
@@ -291,9 +335,9 @@ class Interpreter:
         if all(isinstance(v, BlobRef) for v in values):
             return self.make_layer(self.ops[SUM_OP], values, {}, naming or Naming(), node)
         if all(is_number(v) for v in values):
-            return sum(values)
+            return self.bounded(node, sum(values))
         if all(isinstance(v, str) and not isinstance(v, Enum) for v in values):
-            return "".join(values)
+            return self.bounded(node, "".join(values))
         raise self.error(node, "cannot add %s" % " and ".join(describe(v) for v in values),
                          "+ adds numbers, joins strings, or sums blobs (Eltwise)")
 
@@ -309,20 +353,12 @@ class Interpreter:
                     {"sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%"}[op], describe(a), describe(b)))
             if op in ("div", "floordiv", "mod") and b == 0:
                 raise self.error(node, "division by zero")
-            if op == "sub":
-                return a - b
-            if op == "mul":
-                return a * b
-            if op == "floordiv":
-                return a // b
-            if op == "mod":
-                return a % b
-            if is_int(a) and is_int(b):
+            if op == "div" and is_int(a) and is_int(b) and a % b:
                 # Channels and sizes are integers: 256 / 3 is a mistake, not 85.33.
-                if a % b:
-                    raise self.error(node, "%d / %d is not a whole number" % (a, b), "use // to round down")
-                return a // b
-            return a / b
+                raise self.error(node, "%d / %d is not a whole number" % (a, b), "use // to round down")
+            if op == "div":
+                return a // b if is_int(a) and is_int(b) else a / b
+            return self.bounded(node, _ARITH[op](a, b))
         return run
 
     e_sub, e_mul, e_div = _arith("sub"), _arith("mul"), _arith("div")
@@ -375,7 +411,7 @@ class Interpreter:
             name = str(node.children[0])
             found = self.lookup(name, scope)
             if found is None and name[0].isupper():
-                return Spelling(name)    # LRN(...), PriorBox(...): any Caffe type
+                return self.layer_type(node.children[0], name)    # LRN(...), PriorBox(...): any Caffe type
             if found is None:
                 raise self.undefined(node.children[0], name, scope, called=True)
             return found
@@ -415,8 +451,8 @@ class Interpreter:
 
         value = self.eval(links[0], scope, naming_for(0, None))
         for i, (callee, as_tok, args, link) in enumerate(calls, 1):
-            if value is None:
-                raise self.error(link, "nothing flows into this link: the layer before has no top")
+            if isinstance(value, Nothing):
+                raise self.error(link, "nothing flows into this link: %s" % value.why, value.hint)
             pos, kw = self.eval_args(args, scope)
             incoming = _Positional(value if isinstance(value, tuple) else [value])
             incoming.nodes = [link] * len(incoming)
@@ -493,8 +529,9 @@ class Interpreter:
         missing = [p for p, default in block.params if p not in values and default is None]
         if missing:
             raise self.error(node, "block %s needs argument '%s'" % (block.name, missing[0]), block.signature())
-        outer = self.module
-        self.module = block.module
+        outer, outer_loops = self.module, self.loops
+        site = self.call_site(block, node)
+        self.module, self.loops = block.module, []
         try:
             for p, default in block.params:
                 if p not in values:
@@ -506,9 +543,21 @@ class Interpreter:
                 return r.value
             finally:
                 self.stack.pop()
+        except NetdefError as e:
+            raise _called_from(e, site) from None
         finally:
-            self.module = outer
-        return None
+            self.module, self.loops = outer, outer_loops
+        return Nothing("block %s, called at line %s, ended without `return`" % (block.name, syntax.token_pos(node)[0]),
+                       "end block %s (%s:%s) with `return` and the blob it makes" % (
+                           block.name, block.module.file, syntax.token_pos(block.node)[0]))
+
+    def call_site(self, block, node):
+        """"in block 'b' called from line 87 (i = 3)": where a block is called, with the
+        loop variables there, as a traceback of the user's file shows it."""
+        line = syntax.token_pos(node)[0]
+        where = "line %s" % line if self.module.file == block.module.file else "%s:%s" % (self.module.file, line)
+        loops = ", ".join("%s = %s" % (name, _short(value)) for loop in self.loops for name, value in loop)
+        return "in block '%s' called from %s%s" % (block.name, where, " (%s)" % loops if loops else "")
 
     def make_layer(self, op, pos, kw, naming, node):
         if self.net is None:
@@ -520,7 +569,9 @@ class Interpreter:
         self.add_layer(param, node)
         naming.used = True
         if not param.top:
-            return None
+            return Nothing("the %s layer '%s' (line %s) has no top"
+                           % (param.type, param.name, syntax.token_pos(node)[0]),
+                           "give it one with top=\"name\"")
         return BlobRef(param.top[0]) if len(param.top) == 1 else tuple(BlobRef(t) for t in param.top)
 
     def add_layer(self, param, node):
@@ -539,6 +590,23 @@ class Interpreter:
         self.net.layers.append(layer)
         for t in param.top:
             self.writers[t] = layer
+
+
+def _called_from(e, site):
+    """An error raised inside a block, its message now led by the block's call sites,
+    innermost first: "in block 'unit' called from line 12, in block 'stage' called from
+    line 30 (i = 2): ..."."""
+    if not hasattr(e, "call_sites"):
+        e.call_sites, e.message_in_block = [], e.message
+    e.call_sites.append(site)
+    e.message = "%s: %s" % (", ".join(e.call_sites), e.message_in_block)
+    return e
+
+
+def _short(value):
+    """A loop variable's value as a call site shows it: short."""
+    text = format_value(value) if isinstance(value, (str, int, float, BlobRef)) else describe(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class _Positional(list):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from compiler.frontends.dsl.fields import LAYER_FIELDS, set_field
 from compiler.frontends.dsl.values import UNSET, BlobRef, Complaint, Enum, describe, suggest
+from compiler.layers import registry
 from compiler.proto import caffe_pb2
 
 # Keywords that look like LayerParameter fields but are said another way in the language.
@@ -99,6 +100,10 @@ def _set_params(op, param, params, kw):
             set_field(main, fname, v, key_node)
         elif key in LAYER_FIELDS:
             set_field(param, key, v, key_node)
+        elif registry.get(op.type) is None and main is None:
+            raise Complaint("unknown layer type '%s': netdef cannot tell what its parameter '%s' sets"
+                            % (op.type, key), "register the type first (netdef.register_layer), "
+                            "or give its parameters as xxx_param={...}", key_node)
         else:
             known = list(op.short) + list(LAYER_FIELDS) + \
                 ([f.name for f in main.DESCRIPTOR.fields] if main is not None else [])

@@ -2,10 +2,12 @@
 
 Loading a file parses it (syntax.py) and defines its names in order: `import "x.net"`
 loads that file first (paths relative to the importing file; each file is loaded once
-per build, and an import cycle is an error) and brings in the names it defines; a block
+per build, and an import cycle is an error; files outside the project, the folder of the
+file being built, are refused unless $NETDEF_IMPORT_PATH lists their folder) and brings in the names it defines; a block
 is defined, not run; a constant is computed; a net is kept to be built on request
 (nets.py). A name is defined once: a block may not take a layer's or a builtin's name.
 """
+import os
 from pathlib import Path
 
 from lark import Tree
@@ -18,6 +20,8 @@ from compiler.frontends.dsl.interpreter import Interpreter
 from compiler.frontends.dsl.values import BlockDef
 
 MAX_SOURCE_BYTES = 16 << 20
+# Folders outside the project that imports may read, separated by os.pathsep.
+IMPORT_PATH_ENV = "NETDEF_IMPORT_PATH"
 
 
 class Module:
@@ -47,12 +51,20 @@ def read_source(path):
         raise NetdefError(str(path), None, None, "not a text file (byte %d is not UTF-8)" % e.start) from None
 
 
-def load_module(path, text=None, _loading=None, _cache=None):
+def import_roots(project):
+    """The folders imports may read: the project's (the folder of the file being built)
+    and those listed in $NETDEF_IMPORT_PATH."""
+    extra = [Path(p).resolve() for p in os.environ.get(IMPORT_PATH_ENV, "").split(os.pathsep) if p]
+    return [Path(project).resolve()] + extra
+
+
+def load_module(path, text=None, _loading=None, _cache=None, _roots=None):
     """Parse a .net file and define its blocks, constants and nets (imports first)."""
     path = Path(path)
     key = path.resolve()
     _loading = _loading if _loading is not None else []
     _cache = _cache if _cache is not None else {}
+    _roots = _roots if _roots is not None else import_roots(path.parent)
     if key in _cache:
         return _cache[key]
     file = str(path)
@@ -67,12 +79,18 @@ def load_module(path, text=None, _loading=None, _cache=None):
             tok = item.children[0]
             rel = interp.e_string(Tree("string", [tok]), {}, None)
             target = (path.parent / rel)
+            if not any(target.resolve().is_relative_to(root) for root in _roots):
+                # Refused before it is read: a net file must not make netdef read (and
+                # quote in its errors) /etc/passwd or another user's files.
+                raise interp.error(tok, "cannot import %s: it is outside the project (%s)" % (rel, _roots[0]),
+                                   "imports read files under the folder of the net being built; "
+                                   "allow other folders with $%s=DIR%sDIR..." % (IMPORT_PATH_ENV, os.pathsep))
             if target.resolve() in _loading:
                 raise interp.error(tok, "import cycle: %s imports %s, which is being loaded" % (path.name, rel))
             if not target.is_file():
                 raise interp.error(tok, "cannot import %s: no such file" % rel,
                                    "paths are relative to %s" % (path.parent or "."))
-            sub = load_module(target, None, _loading, _cache)
+            sub = load_module(target, None, _loading, _cache, _roots)
             for name in sub.own:
                 define(interp, module, name, sub.names[name], tok, sub.defined_at[name])
         elif item.data == "block_def":

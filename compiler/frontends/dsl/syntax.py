@@ -11,6 +11,7 @@ from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from compiler.errors import NetdefError
+from compiler.frontends import brackets
 from grammar import NETDEF_GRAMMAR
 
 # A newline after one of these cannot end a statement: the construct goes on.
@@ -102,7 +103,45 @@ def parse(text, file, start="start", line_offset=0, col_offset=0, lines=None):
             col = e.column if e.column and e.column > 0 else 1
         end = "end of the {...} expression" if template else "end of file"
         message, hint = _describe(e, text, end)
+        found = None if template else _brackets(text, lines)
+        opened = brackets.unclosed(found) if found else None
+        if opened is not None and (opened.line, opened.col) <= (line, col):
+            # The parser stops where the open bracket makes the text wrong (the next line
+            # read as more arguments, or the end of the file), not at the bracket.
+            raise located(file, lines, opened.line, opened.col, "syntax error: %s is not closed"
+                          % brackets.describe(opened), "the parser stopped at line %d: %s" % (line, message)) from None
         raise located(file, lines, line, col, "syntax error: " + message, hint) from None
+
+
+# The statements whose body a `{` opens: a bracket left open is named after them.
+_BODY_KEYWORDS = {"net", "block", "for", "if", "else", "phase"}
+
+
+def _brackets(text, lines):
+    """The brackets of the source, as the lexer sees them (outside strings and comments),
+    each opening one named after what it opens: conv(, block bottleneck {. None where the
+    text does not lex (a character the language has not: that is the error to report)."""
+    found = []
+    line_words = {}     # line -> its first two tokens
+    previous = None
+    try:
+        for tok in parser().lex(text):
+            words = line_words.setdefault(tok.line, [])
+            if len(words) < 2:
+                words.append(tok)
+            if tok.value in "()[]{}" and tok.type != "STRING":
+                name = None
+                if tok.value == "{" and words[0].value in _BODY_KEYWORDS:
+                    name = words[0].value
+                    if name in ("net", "block") and len(words) > 1:
+                        name += " " + words[1].value
+                elif tok.value in "([" and previous is not None and previous.type == "NAME":
+                    name = previous.value
+                found.append(brackets.bracket(tok.value, tok.line, tok.column, lines, name))
+            previous = tok
+    except UnexpectedInput:
+        return None
+    return found
 
 
 def _describe(e, text, end):

@@ -12,6 +12,13 @@ from grammar.spelling import Spelling
 # Loops and lists longer than this are mistakes (a net of a million layers), not nets;
 # it bounds the loop iterations of one whole build too, nested loops included.
 MAX_ITERATIONS = 100000
+# Values are bounded as loops are, so that a few lines cannot build one that takes hours
+# or all memory to compute (a string doubled 34 times, an integer squared 40 times) or
+# that Python cannot print or turn into a float. Every protobuf integer field fits in
+# +-2^64; names and param_str fit in 64 Ki characters.
+MAX_INT = 1 << 64
+MAX_STRING = 1 << 16
+INT_RANGE_HINT = "the language's integers are within +-2^64, as protobuf's fields are"
 
 
 class _Unset:
@@ -23,6 +30,19 @@ class _Unset:
 
 
 UNSET = _Unset()
+
+
+class Nothing:
+    """What a block that ends without `return` gives, or a layer without tops (Silence):
+    a variable may hold it, and using it is an error that says where it came from
+    (`why`), not that the variable is undefined."""
+    __slots__ = ("why", "hint")
+
+    def __init__(self, why, hint=None):
+        self.why, self.hint = why, hint
+
+    def __repr__(self):
+        return "Nothing(%r)" % self.why
 
 
 class Enum(str):
@@ -71,6 +91,15 @@ class Complaint(Exception):
         self.message, self.hint, self.node = message, hint, node
 
 
+def bounded(v):
+    """v, if within the language's bounds; else a Complaint saying which is passed."""
+    if is_int(v) and not -MAX_INT <= v <= MAX_INT:
+        raise Complaint("an integer of %d bits is out of range" % v.bit_length(), INT_RANGE_HINT)
+    if isinstance(v, str) and len(v) > MAX_STRING:
+        raise Complaint("a string of %d characters is too long (at most %d)" % (len(v), MAX_STRING))
+    return v
+
+
 def is_int(x):
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -96,6 +125,8 @@ def describe(v):
         return "true" if v else "false"
     if v is UNSET:
         return "none"
+    if isinstance(v, Nothing):
+        return "nothing (%s)" % v.why
     if isinstance(v, Enum):
         return "the name %s" % v
     if isinstance(v, BlobRef):
