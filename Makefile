@@ -2,13 +2,15 @@
 # `make test` runs the whole test suite (it runs setup first when needed);
 # `make test-deps` installs the programs the drawing and browser tests use (Graphviz,
 # Chromium; Debian packages, as root): the tests themselves install nothing and skip,
-# saying why, where these are missing.
+# saying why, where these are missing;
+# `make acceptance` trains Caffe's LeNet on scikit-learn's digits with `netdef train`
+# (examples/digits), through ImageData and through an LMDB: at least 98% test accuracy each.
 PY ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-deps bench
+.PHONY: setup test test-deps bench acceptance
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -32,3 +34,10 @@ test-deps:
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+$(VENV)/.examples: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[examples]"
+	touch $@
+
+acceptance: $(VENV)/.examples
+	$(BIN)/python examples/digits/acceptance.py

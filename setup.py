@@ -4,6 +4,10 @@ from setuptools import find_packages, setup
 
 VERSION = re.search(r'__version__ = "([^"]+)"', open("netdef/version.py").read()).group(1)
 
+# Caffe's data layers: OpenCV decodes and resizes images as Caffe does, lmdb reads Datum
+# databases, h5py reads HDF5Data sources (netdef/data).
+DATA = ["opencv-python-headless>=4.5,<5", "lmdb", "h5py"]
+
 setup(
     name="netdef",
     version=VERSION,
@@ -15,7 +19,9 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py"],
-                    "hdf5": ["h5py"]},
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py", "matplotlib"] + DATA,
+                    "data": DATA, "hdf5": ["h5py"], "plot": ["matplotlib"],
+                    # the digits acceptance run (make acceptance) and the data benchmark
+                    "examples": DATA + ["scikit-learn"], "bench": DATA + ["torchvision"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )

@@ -58,12 +58,15 @@ class ResNet50(nn.Module):
         self.avgpool = nn.AvgPool2d(7, stride=1, ceil_mode=True)
         self.fc = nn.Linear(2048, num_classes)
 
-    def forward(self, x):
+    def logits(self, x):
+        """fc1000: what training feeds to the loss."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for stage in self.stages:
             x = stage(x)
-        x = self.fc(torch.flatten(self.avgpool(x), 1))
-        return torch.softmax(x, dim=1)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x):
+        return torch.softmax(self.logits(x), dim=1)
 
 
 def caffe_names(model):

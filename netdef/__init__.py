@@ -14,6 +14,7 @@ import importlib
 
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from netdef.version import __version__
+<<<<<<< HEAD
 
 # Imported on first use (PEP 562): the layer definitions bring in torch, which the
 # commands that compute nothing (`netdef --help`, `--version`) must not pay for.
@@ -29,6 +30,10 @@ def __getattr__(name):
     globals()[name] = value
     return value
 
+=======
+from netdef.api import compile_net, export, load, parse, record, register_layer, save
+import netdef.data  # noqa: F401,E402  (registers the data layers' source-shapes hooks)
+>>>>>>> main
 
 __all__ = ["__version__", "NetdefError", "NetdefErrors", "NetdefWarning", "LayerDef", "ShapeError", "compile_net", "export",
            "load", "parse", "record", "register_layer", "save"]

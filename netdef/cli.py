@@ -14,7 +14,7 @@ import warnings
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
-COMMANDS = ["compile", "run", "summary", "check", "draw", "convert", "train"]
+COMMANDS = ["compile", "run", "train", "test", "time", "summary", "check", "draw", "convert", "data", "plot"]
 
 
 def make_parser():

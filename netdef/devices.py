@@ -8,7 +8,32 @@ import contextlib
 
 import torch
 
+from compiler.errors import NetdefError
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_device(text):
+    """'cpu', 'cuda' or 'cuda:N' -> torch.device, checked against the machine: a device that
+    is not there is the user's error (one message, exit 1), not a CUDA traceback later."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise NetdefError("--device", None, None, "unknown device %r" % text,
+                          "use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NetdefError("--device", None, None, "device %s: this machine has no CUDA device "
+                              "(or this torch build has no CUDA)" % text, "use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise NetdefError("--device", None, None, "device %s: this machine has %d CUDA device(s), "
+                              "numbered 0..%d" % (text, count, count - 1))
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type != "cpu":
+        raise NetdefError("--device", None, None, "device %s is not supported" % text, "use cpu, cuda or cuda:N")
+    return device
 
 
 def autocast(device, precision):
@@ -25,3 +50,18 @@ def place(module, device, channels_last=False):
     if channels_last:
         module.to(memory_format=torch.channels_last)
     return module
+
+
+def place_inputs(inputs, device, channels_last=False):
+    """{blob: tensor or array} -> {blob: float tensor on the device}; 4-d inputs in
+    channels_last when asked (the layout convolutions then run in without copies)."""
+    placed = {}
+    for name, value in inputs.items():
+        t = torch.as_tensor(value)
+        if not t.is_floating_point():
+            t = t.float()
+        t = t.to(device, non_blocking=True)
+        if channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        placed[name] = t
+    return placed

@@ -106,6 +106,23 @@ def test_batchnorm_train_updates_running_sums_like_caffe():
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (1, 4)])
+def test_batchnorm_train_backward_is_caffes(shape):
+    """Caffe's BatchNormLayer::Backward on batch statistics: dx = (dy - mean(dy) - xhat *
+    mean(dy * xhat)) / sqrt(var + eps), means per channel; one value per channel gives 0."""
+    gm = build(BN, shape, "TRAIN")
+    x = torch.from_numpy(randn(*shape, seed=3) * 2 + 1).requires_grad_()
+    dy = randn(*shape, seed=4)
+    gm(data=x)["bn"].backward(torch.from_numpy(dy))
+    axes = (0,) + tuple(range(2, len(shape)))
+    x64, dy64 = x.detach().numpy().astype(np.float64), dy.astype(np.float64)
+    mean, var = x64.mean(axis=axes, keepdims=True), x64.var(axis=axes, keepdims=True)
+    xhat = (x64 - mean) / np.sqrt(var + 0.001)
+    dx = (dy64 - dy64.mean(axis=axes, keepdims=True)
+          - xhat * (dy64 * xhat).mean(axis=axes, keepdims=True)) / np.sqrt(var + 0.001)
+    np.testing.assert_allclose(x.grad.numpy(), dx, rtol=1e-4, atol=1e-5)
+
+
 def test_batchnorm_test_uses_sums_divided_by_factor_and_keeps_them():
     shape = (2, 4, 3, 3)
     blobs = bn_weights(4, 2.0)

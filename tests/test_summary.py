@@ -21,24 +21,25 @@ FACTS = json.loads((CORPUS / "derived-facts.json").read_text()) if CORPUS.is_dir
 needs_corpus = pytest.mark.skipif(not FACTS, reason="../shared/caffe-corpus is absent")
 
 # Corpus files Caffe itself cannot run as they are (TEST phase, no dataset), and the text
-# the refusal must contain: the type (or reason) that makes them uncompilable.
+# the refusal must contain: the reason that makes them uncompilable (a data layer's source
+# that is not there, a Python layer).
 REFUSED = {
-    "bvlc/bvlc_alexnet__train_val.prototxt": "Data layer",
-    "bvlc/bvlc_googlenet__train_val.prototxt": "Data layer",
-    "bvlc/bvlc_reference_caffenet__train_val.prototxt": "Data layer",
-    "bvlc/cifar10__cifar10_quick_train_test.prototxt": "Data layer",
-    "bvlc/finetune_flickr_style__train_val.prototxt": "ImageData layer",
-    "bvlc/mnist__lenet_train_test.prototxt": "Data layer",
-    "bvlc/siamese__mnist_siamese_train_test.prototxt": "Data layer",
+    "bvlc/bvlc_alexnet__train_val.prototxt": "does not exist",
+    "bvlc/bvlc_googlenet__train_val.prototxt": "does not exist",
+    "bvlc/bvlc_reference_caffenet__train_val.prototxt": "does not exist",
+    "bvlc/cifar10__cifar10_quick_train_test.prototxt": "does not exist",
+    "bvlc/finetune_flickr_style__train_val.prototxt": "does not exist",
+    "bvlc/mnist__lenet_train_test.prototxt": "does not exist",
+    "bvlc/siamese__mnist_siamese_train_test.prototxt": "does not exist",
     # TEST without a stage: its only data layers need stage test-on-train / test-on-test.
     "bvlc/mnist__mnist_autoencoder.prototxt": "unknown bottom blob 'data'",
-    "faster_rcnn/VGG16_faster_rcnn_end2end__test.prototxt": "'Python'",
-    "faster_rcnn/ZF_faster_rcnn_end2end__test.prototxt": "'Python'",
-    "fcn/voc-fcn32s__train.prototxt": "'Python'",
-    "fcn/voc-fcn32s__val.prototxt": "'Python'",
-    "fcn/voc-fcn8s-atonce__val.prototxt": "'Python'",
+    "faster_rcnn/VGG16_faster_rcnn_end2end__test.prototxt": "Python layers are not supported",
+    "faster_rcnn/ZF_faster_rcnn_end2end__test.prototxt": "Python layers are not supported",
+    "fcn/voc-fcn32s__train.prototxt": "Python layers are not supported",
+    "fcn/voc-fcn32s__val.prototxt": "Python layers are not supported",
+    "fcn/voc-fcn8s-atonce__val.prototxt": "Python layers are not supported",
     "nin/nin_imagenet__deploy.prototxt": "mixes V2 `layer {}` and V1 `layers {}`",
-    "nin/nin_imagenet__train_val.prototxt": "Data layer",
+    "nin/nin_imagenet__train_val.prototxt": "does not exist",
 }
 
 # Learnable blobs of layer types derived-facts.json does not count (it counts conv, fc,

@@ -378,5 +378,5 @@ def test_diverging_training_names_the_first_layer_that_overflows(tmp_path, capsy
 def test_gpu_without_cuda_is_one_error(tmp_path, capsys):
     case = write_case(tmp_path / "c", max_iter=2, snapshot=0)
     train(case, "--gpu", "0", expect=1)
-    assert "device cuda:0: no CUDA device is available" in errors_of(capsys)
+    assert "device cuda:0: this machine has no CUDA device" in errors_of(capsys)
     assert not os.listdir(case / "snap")

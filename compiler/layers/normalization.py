@@ -158,26 +158,46 @@ def batch_norm_scale(x, bn, scale=None):
     when the stored statistics are used."""
     weight = scale.weight if scale is not None else None
     bias = scale.bias if scale is not None else None
+    # F.batch_norm takes (N, C, ...) as it is (its 4-D kernel is faster than on a flattened
+    # view); only a 1-axis bottom needs Caffe's (N, 1) view.
+    xb = x if x.dim() > 1 else x.reshape(x.shape[0], 1)
     if bn.uses_global_stats():
         mean, var = bn.global_stats()
-        # F.batch_norm takes (N, C, ...) as it is (its 4-D kernel is faster than on a
-        # flattened view); only a 1-axis bottom needs Caffe's (N, 1) view.
-        xb = x if x.dim() > 1 else x.reshape(x.shape[0], 1)
-        return F.batch_norm(xb, mean, var, weight, bias, False, 0.0, bn.eps).reshape(x.shape)
+        return _shaped_as(F.batch_norm(xb, mean, var, weight, bias, False, 0.0, bn.eps), x)
     # Caffe's view of any bottom: (N, C, everything else).
-    xr = x.reshape(x.shape[0], bn.channels, -1)
-    var, mean = torch.var_mean(xr, dim=(0, 2), correction=0)
+    xr = xb.reshape(x.shape[0], bn.channels, -1)
     m = xr.numel() // bn.channels
+    if m == 1:
+        # One value per channel, which F.batch_norm refuses: Caffe normalizes it to 0
+        # (x - mean is 0, and so is its gradient; the variance is 0).
+        mean, var = xr.detach().reshape(-1), torch.zeros_like(bn.variance)
+        y = (xr - xr.mean(dim=(0, 2), keepdim=True)) / math.sqrt(bn.eps)
+        if weight is not None:
+            y = y * weight[:, None]
+        if bias is not None:
+            y = y + bias[:, None]
+    else:
+        # Caffe's batch statistics (biased variance) and its backward, which is the full
+        # batch norm gradient: F.batch_norm in training mode computes both in one kernel
+        # and keeps only its input and per-channel statistics for backward, where the
+        # formula written out elementwise keeps three activations more (a ResNet-50
+        # training step took 1.9x the hand-written model's memory). With momentum 1 its
+        # running buffers receive the batch mean and the unbiased variance (var * m/(m-1)),
+        # exactly what Caffe adds to its sums, without a second pass over x.
+        mean, var = torch.zeros_like(bn.mean), torch.zeros_like(bn.variance)
+        y = F.batch_norm(xb, mean, var, weight, bias, True, 1.0, bn.eps)
     with torch.no_grad():
         bn.factor.mul_(bn.fraction).add_(1)
         bn.mean.mul_(bn.fraction).add_(mean)
-        bn.variance.mul_(bn.fraction).add_(var, alpha=m / (m - 1) if m > 1 else 1)
-    y = (xr - mean[:, None]) / torch.sqrt(var[:, None] + bn.eps)
-    if weight is not None:
-        y = y * weight[:, None]
-    if bias is not None:
-        y = y + bias[:, None]
-    return y.reshape(x.shape)
+        bn.variance.mul_(bn.fraction).add_(var)
+    return _shaped_as(y, x)
+
+
+def _shaped_as(y, x):
+    """y in x's shape, and y itself when it has it already: a reshaped tensor is a view,
+    and an in-place ReLU on a view makes autograd copy the whole activation back through
+    CopySlices in backward (measured: 14% of a ResNet-50 training step)."""
+    return y if y.shape == x.shape else y.reshape(x.shape)
 
 
 class MVN(LayerDef):

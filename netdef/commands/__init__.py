@@ -38,30 +38,6 @@ def add_net_arguments(p):
                    help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
 
 
-def add_device_arguments(p):
-    """--device, --gpu, --precision, --channels-last: shared by the verbs that compute."""
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--gpu", type=int, default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="autocast precision (training scales fp16 losses); fp32 is Caffe's")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-
-
-def device_of(args):
-    if args.gpu is not None and args.device is not None:
-        raise argparse.ArgumentTypeError("give --device or --gpu, not both")
-    device = "cuda:%d" % args.gpu if args.gpu is not None else (args.device or "cpu")
-    import torch
-    try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError("--device takes cpu, cuda or cuda:N, got %r" % device) from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        from compiler.errors import NetdefError
-        raise NetdefError(None, None, None, "device %s: no CUDA device is available" % device,
-                          "use --device cpu")
-    return d
-
 def add_weights_arguments(p, help):
     """--weights, and how strictly they must match the net."""
     p.add_argument("--weights", help=help)
@@ -112,6 +88,35 @@ def read_and_check(args):
     state = net_state(args)
     net = pipeline.read(args.net, args.net_name)
     return net, pipeline.check(net, state, parse_input_shapes(args.input_shape), args.max_memory)
+
+
+def add_device_arguments(p):
+    """Where and how a computing verb (train, test, time, run) runs: --device, Caffe's --gpu,
+    --precision and --channels-last. resolve_device(args) turns them into a torch.device;
+    netdef.devices applies precision and memory format."""
+    g = p.add_argument_group("device")
+    g.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N (default: cpu)")
+    g.add_argument("--gpu", metavar="N", help="Caffe's spelling of --device cuda:N")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast to bf16 or fp16 (fp16 training scales the loss); default fp32")
+    g.add_argument("--channels-last", action="store_true",
+                   help="keep 4-d weights and inputs in channels_last memory format")
+
+
+def resolve_device(args):
+    """The torch.device that --device / --gpu choose (cpu when neither is given). Caffe's
+    `--gpu 0,1` or `--gpu all` trains on several GPUs in one process; netdef does that with
+    torchrun, so --gpu takes one index. Raises NetdefError when the device is not there."""
+    from netdef.devices import parse_device
+    if args.gpu is not None:
+        if args.device is not None:
+            raise argparse.ArgumentTypeError("give --device or --gpu, not both")
+        if not args.gpu.isdigit():
+            raise argparse.ArgumentTypeError(
+                "--gpu takes one device index (got %r); for several GPUs run "
+                "'torchrun --nproc_per_node N netdef train ...'" % args.gpu)
+        return parse_device("cuda:" + args.gpu)
+    return parse_device(args.device or "cpu")
 
 
 def refuse_input_as_output(path, inputs):

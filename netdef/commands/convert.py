@@ -110,8 +110,9 @@ def prototxt_to_prototxt(path, text=None):
 
 
 def net_to_prototxt(path, net=None):
+    from compiler.backends.prototxt import strip_netdef_fields
     from compiler.frontends import dsl
-    proto = dsl.load_proto(path, net)
+    proto = strip_netdef_fields(dsl.load_proto(path, net))
     return "# Generated from %s (net \"%s\") %s; edit that file, not this one.\n%s" % (
         Path(path).name, proto.name, GENERATED_MARK, text_format.MessageToString(proto))
 

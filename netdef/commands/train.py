@@ -1,6 +1,7 @@
 """netdef train SOLVER [--weights W] [--feed batches.npz] [--trace out.npz]
                     [--snapshot PREFIX_iter_N.solverstate] [--device D] [--gpu N]
                     [--precision fp32|bf16|fp16] [--channels-last] [--log FILE]
+                    [--data-workers N]
 
 Caffe's `caffe train`: the solver file's nets, schedule and update, with the module
 running on PyTorch. --feed gives the inputs (entry j of each array feeds forward pass j);
@@ -9,12 +10,17 @@ running on PyTorch. --feed gives the inputs (entry j of each array feeds forward
 it) and `fwd1/{blob}` (every blob of the first forward pass). Under torchrun each process
 trains on its share of every batch and only rank 0 logs and snapshots.
 
+Without --feed, a net's data layers (ImageData, Data, HDF5Data) feed it (netdef/data):
+--data-workers processes make the batches ahead of the model, each torchrun rank reads its
+own shard, the randomness follows random_seed and a resumed run continues the sequence;
+every `display` iterations the log gives the share of the time spent waiting for data.
+
 SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
 """
 import os
 
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
-from netdef.commands import add_device_arguments, device_of
+from netdef.commands import add_device_arguments, resolve_device
 
 
 def add_parser(sub):
@@ -28,6 +34,8 @@ def add_parser(sub):
     p.add_argument("--snapshot", help="resume from a .solverstate (or .solverstate.h5)")
     add_device_arguments(p)
     p.add_argument("--log", help="also write the log lines to this file")
+    p.add_argument("--data-workers", type=int, default=1, metavar="N",
+                   help="worker processes making the data layers' batches ahead of the model (0: inline)")
     return p
 
 
@@ -39,6 +47,7 @@ def run(args):
 
     import netdef
     from compiler.frontends.solver import read_solver
+    from netdef.data.feed import WaitShare, attach
     from netdef.training.feed import ArrayFeed, read_feed
     from netdef.training.log import TrainingLog
     from netdef.training.solver import Solver, check_solver
@@ -48,7 +57,7 @@ def run(args):
         raise argparse.ArgumentTypeError("give --snapshot to resume or --weights to fine-tune, not both")
     solver_file = read_solver(args.solver)
     check_solver(solver_file)
-    device = device_of(args)
+    device = resolve_device(args)
     rank, world, distributed = _distributed(device)
     errors = []
     for path, what in [(args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")] + \
@@ -70,8 +79,9 @@ def run(args):
                     record=bool(args.trace),
                     input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
                     test_feeds=test_feeds)
+    data = attach(solver, args.data_workers, rank, world) if feed is None else None
     inputs = netdef.record(solver.module).input_names
-    if inputs and feed is None:
+    if inputs and feed is None and data is None:
         raise NetdefError(args.solver, None, None, "the train net's inputs (%s) need data"
                           % ", ".join(inputs), "give --feed batches.npz")
     errors = feed.check(inputs, p.max_iter * p.iter_size) if feed else []
@@ -81,7 +91,8 @@ def run(args):
         raise NetdefErrors(errors)
     # Created only now: a run refused above writes nothing, not even its log.
     log = solver.log = TrainingLog(args.log if rank == 0 else None, sys.stderr if rank == 0 else None,
-                                   p.average_loss)
+                                   p.average_loss, display=p.display, max_iter=p.max_iter,
+                                   append=bool(args.snapshot), net_name=solver.net.name)
     if solver.weights_report is not None and rank == 0:
         _log_weights(log, solver.weights_report)
     trace = {}
@@ -96,8 +107,16 @@ def run(args):
 
     log.info("Solving %s" % solver.net.name)
     log.info("Learning Rate Policy: %s" % p.lr_policy)
+    wait = WaitShare(data) if data is not None else None
+
+    def on_iteration(s, loss, rate):
+        if args.trace:
+            record(s, loss, rate)
+        if wait is not None and p.display and s.iter % p.display == 0:
+            log.info("Iteration %d, data wait = %.1f%% of the time since the last report" % (s.iter, 100 * wait()))
+
     with solver.signals():
-        finished = solver.solve(args.snapshot, record if args.trace else None)
+        finished = solver.solve(args.snapshot, on_iteration)
     log.info("Optimization Done." if finished else "Optimization stopped early.")
     if args.trace and rank == 0:
         from netdef.commands import write_atomic

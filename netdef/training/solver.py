@@ -198,7 +198,6 @@ class Solver:
         self.last_snapshot = None
         self.first_forward = None         # {blob: array} of the first pass when recording
         self.record = record
-        self.losses, self.smoothed_loss = [], 0.0     # Caffe's smoothing window (UpdateSmoothedLoss)
 
     @property
     def current_step(self):
@@ -241,9 +240,7 @@ class Solver:
         after each update. Returns the list of the iterations' losses."""
         losses = []
         stop_iter = self.iter + iters
-        start_iter = self.iter
-        self.losses, self.smoothed_loss = [], 0.0      # Caffe restarts the smoothing per Step
-        clock, images = time.monotonic(), 0
+        clock = time.monotonic()
         while self.iter < stop_iter:
             for e in self.params:
                 e.tensor.grad = None
@@ -269,13 +266,13 @@ class Solver:
             loss = float(total) / p.iter_size
             if not math.isfinite(loss):
                 raise self._non_finite(inputs, "NaN" if math.isnan(loss) else "infinite")
-            self._smooth(loss, start_iter)
             rate = self.rate()
-            images += p.iter_size * self.batch_size
-            if p.display and self.iter % p.display == 0 and self.log is not None:
+            if self.log is not None:
+                # Every iteration: the log smooths the loss over average_loss iterations (Caffe's
+                # UpdateSmoothedLoss) and writes Caffe's lines every `display` of them.
                 now = time.monotonic()
-                self.log.iteration(self.iter, self.smoothed_loss, rate, images / (now - clock))
-                clock, images = now, 0
+                self.log.iteration(self.iter, loss, rate, p.iter_size * self.batch_size / (now - clock))
+                clock = now
             self.apply_update(rate)
             losses.append(loss)
             if on_iteration is not None:
@@ -286,17 +283,6 @@ class Solver:
             if request == "stop":
                 break
         return losses
-
-    def _smooth(self, loss, start_iter):
-        """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
-        n = self.param.average_loss
-        if len(self.losses) < n:
-            self.losses.append(loss)
-            self.smoothed_loss = (self.smoothed_loss * (len(self.losses) - 1) + loss) / len(self.losses)
-        else:
-            k = (self.iter - start_iter) % n
-            self.smoothed_loss += (loss - self.losses[k]) / n
-            self.losses[k] = loss
 
     def apply_update(self, rate):
         """SGDSolver::ApplyUpdate with the gradients in place: clip, normalize, regularize,

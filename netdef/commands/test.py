@@ -1,0 +1,93 @@
+"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz]
+
+Caffe's `caffe test`: N forward passes; each output element of each pass printed as
+`Batch i, name = value`; then `Loss: L` (the mean of the net's loss) and each output's mean
+over the passes, a weighted loss output with ` (* weight = weighted loss)`.
+
+The net's inputs come from `--input`: an .npz with one array per input blob, entry j along
+the first axis the batch of pass j (as `netdef train --feed`). Without --iterations, every
+entry is used once; Caffe's default of 50 applies to nets that need no arrays."""
+from compiler.errors import NetdefError
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
+                             resolve_device, weights_arguments)
+
+CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
+
+
+def add_parser(sub):
+    p = sub.add_parser("test", help="score a net: mean of every output over N batches (caffe test)")
+    add_net_arguments(p)
+    add_weights_arguments(p, ".caffemodel (or .netdef) to score (a saved .netdef NET carries its own)")
+    p.add_argument("--iterations", type=int, metavar="N",
+                   help="forward passes (default: every batch of --input, else 50)")
+    p.add_argument("--input", metavar="IN.npz",
+                   help="arrays per input blob, entry j along the first axis = batch j")
+    add_device_arguments(p)
+    return p
+
+
+def check_arrays(path, arrays, input_names, iterations):
+    """The arrays checked against the net's inputs -> ({input name: array}, iterations)."""
+    missing = [n for n in input_names if n not in arrays]
+    if missing:
+        raise NetdefError(path, None, None, "no array for input blob(s) %s" % ", ".join(missing),
+                          "the file has %s; arrays are keyed by input blob name"
+                          % (", ".join(arrays) or "no arrays"))
+    arrays = {n: arrays[n] for n in input_names}
+    available = min(len(a) for a in arrays.values())
+    if iterations is None:
+        iterations = available
+    if available < iterations:
+        raise NetdefError(path, None, None, "the arrays hold %d batches; --iterations asks for %d"
+                          % (available, iterations), "entry j along the first axis is the batch of pass j")
+    return arrays, iterations
+
+
+def run(args):
+    import netdef
+    from compiler.passes.validate import memory_budget
+    from netdef.npz import read_npz
+    from netdef.devices import place
+    from netdef.training.log import caffe_float, loss_note
+    from netdef.training.scoring import array_batches, outputs_with_losses, score
+    if args.iterations is not None and args.iterations < 1:
+        raise NetdefError("--iterations", None, None, "needs at least 1 iteration, got %d" % args.iterations)
+    weights, strict = weights_arguments(args)
+    if weights is None:
+        # caffe test: "Need model weights to score."
+        raise NetdefError(args.net, None, None, "netdef test scores trained weights: give them with --weights")
+    device = resolve_device(args)
+    arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input is not None else {}
+    flat = [n for n, a in arrays.items() if a.ndim < 2]
+    if flat:
+        raise NetdefError(args.input, None, None, "array %s has no batch axis after the first one"
+                          % ", ".join(flat), "entry j along the first axis is the whole batch of pass j")
+    # The net is shaped to one batch of the arrays, as Caffe's Net::Reshape would.
+    net = parse_net(args, {n: a.shape[1:] for n, a in arrays.items()})
+    input_names = [net.blobs[t].name for t in net.inputs]
+    if input_names and args.input is None:
+        layers = sorted({net.blobs[t].producer for t in net.inputs})
+        raise NetdefError(net.file, None, None, "the net's inputs %s (layer %s) need batches"
+                          % (", ".join(input_names), ", ".join(layers)),
+                          "give them with --input in.npz (entry j along the first axis = batch j)")
+    if input_names:
+        arrays, iterations = check_arrays(args.input, arrays, input_names, args.iterations)
+        batches = array_batches(arrays)
+    else:
+        iterations = args.iterations or CAFFE_ITERATIONS
+        batches = iter(dict, None)      # a net without inputs: an empty feed per pass
+    gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
+    place(gm, device, args.channels_last)
+
+    def print_batch(i, values):
+        for name, flat in values:
+            for v in flat:
+                print("Batch %d, %s = %s" % (i, name, caffe_float(v)))
+
+    print("Running for %d iterations." % iterations)
+    scores = score(gm, net, batches, iterations, device, args.precision, args.channels_last, print_batch)
+    print("Loss: %s" % caffe_float(scores.loss))
+    for name, means, weight in scores.outputs:
+        for v in means:
+            print("%s = %s%s" % (name, caffe_float(v), loss_note(v, weight)))
+    return 0
