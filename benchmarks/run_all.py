@@ -1,10 +1,6 @@
 """Run every benchmark, each in a fresh process, and print one table (`make bench`).
 
-<<<<<<< HEAD
-    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,scale]
-=======
-    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,data]
->>>>>>> main
+    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,data,scale]
 
 Each row puts a figure next to what it is compared with; `ratio` is higher-is-better
 (compared time / our time, our speed / compared speed, compared memory / our memory) and
@@ -33,15 +29,12 @@ BENCHMARKS = {
     "caffemodel": ("bench_caffemodel.py", {"--rounds": (5, 2)}, None),
     "memory": ("bench_memory.py", {"--rounds": (3, 1)}, None),
     "compile": ("bench_compile.py", {"--rounds": (15, 5)}, None),
-<<<<<<< HEAD
-    "scale": ("bench_scale.py", {"--check-sizes": ("10000,100000", "2000,20000"),
-                                 "--build-sizes": ("1000,10000,100000", "1000,10000")}, None),
-=======
     "data": ("bench_data.py", {"--batches": (40, 4), "--steps": (60, 10)}, None),
     "training": ("bench_training.py", {"--rounds": (10, 2)}, None),
     "train-memory": ("bench_train_memory.py", {"--rounds": (3, 1)}, None),
     "solver": ("bench_solver.py", {"--rounds": (20, 4)}, None),
->>>>>>> main
+    "scale": ("bench_scale.py", {"--check-sizes": ("10000,100000", "2000,20000"),
+                                 "--build-sizes": ("1000,10000,100000", "1000,10000")}, None),
 }
 
 

@@ -126,15 +126,10 @@ def save(gm, path):
     Loading it (netdef.load) parses both; nothing is unpickled."""
     net = record_of(gm).net
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-<<<<<<< HEAD
         z.writestr(saved.FORMAT_ENTRY, saved.FORMAT_STAMP)
-        z.writestr(saved.NET_ENTRY, net_to_text(net))
+        z.writestr(saved.NET_ENTRY, net_to_text(net, for_caffe=False))
         # Stored, not deflated: float weights barely compress (a few %), and deflating
         # ResNet-152's 240 MB took 2.4 s of a 9 s `netdef compile`.
         with z.open(zipfile.ZipInfo(saved.WEIGHTS_ENTRY, (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
-=======
-        z.writestr(saved.NET_ENTRY, net_to_text(net, for_caffe=False))
-        with z.open(saved.WEIGHTS_ENTRY, "w") as f:
->>>>>>> main
             write_caffemodel(f, net, gm)
 

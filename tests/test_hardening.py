@@ -360,15 +360,3 @@ def test_a_dot_that_prints_nothing_is_a_clear_error(tmp_path, capsys, monkeypatc
         assert code == 1 and "printed nothing" in err and "Traceback" not in err, err
         assert not (tmp_path / ("n." + suffix)).exists()
 
-
-def test_help_and_version_do_not_import_torch():
-    import subprocess
-    import sys
-    from tests.conftest import ROOT
-    for argv in (["--help"], ["--version"], ["check", "--help"]):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "netdef"] + argv, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-500:]
-        imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
-                    if line.startswith("import time:")]
-        assert "netdef.cli" in imported and "torch" not in imported, argv
