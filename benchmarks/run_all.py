@@ -1,6 +1,6 @@
 """Run every benchmark, each in a fresh process, and print one table (`make bench`).
 
-    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,data]
+    python benchmarks/run_all.py [--quick] [--only frontend,forward,caffemodel,memory,compile,data,scale]
 
 Each row puts a figure next to what it is compared with; `ratio` is higher-is-better
 (compared time / our time, our speed / compared speed, compared memory / our memory) and
@@ -33,6 +33,8 @@ BENCHMARKS = {
     "training": ("bench_training.py", {"--rounds": (10, 2)}, None),
     "train-memory": ("bench_train_memory.py", {"--rounds": (3, 1)}, None),
     "solver": ("bench_solver.py", {"--rounds": (20, 4)}, None),
+    "scale": ("bench_scale.py", {"--check-sizes": ("10000,100000", "2000,20000"),
+                                 "--build-sizes": ("1000,10000,100000", "1000,10000")}, None),
 }
 
 

@@ -92,3 +92,60 @@ def blob_fits(arr_shape, want, legacy):
         return True
     # Old caffemodels store every blob as 4-D num/channels/height/width.
     return legacy and len(want) <= 4 and tuple(arr_shape) == (1,) * (4 - len(want)) + tuple(want)
+
+
+def activation_buffers(net):
+    """({SSA id: buffer}, {buffer: bytes}) of a shaped net: each distinct piece of memory
+    once. A top written in place (its name is one of its layer's bottoms: a ReLU after a
+    convolution) lives in its bottom's memory, and so do the tops of a type whose tops
+    alias its bottom (Split): Caffe allocates nothing for them, and neither does the
+    module. A buffer is named by the SSA id of its first value."""
+    buffer_of, size = {}, {}
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        by_name = {net.blobs[b].name: buffer_of.get(b, b) for b in layer.bottoms}
+        for t in layer.tops:
+            blob = net.blobs[t]
+            if blob.name in by_name:
+                buffer_of[t] = by_name[blob.name]
+            elif defn is not None and defn.aliases_bottom and len(layer.bottoms) == 1:
+                buffer_of[t] = buffer_of.get(layer.bottoms[0], layer.bottoms[0])
+            else:
+                buffer_of[t] = t
+                size[t] = blob_bytes(blob.shape) if blob.shape is not None else 0
+    return buffer_of, size
+
+
+def activation_bytes(net):
+    """Bytes of all the activations of a shaped net for its batch, each buffer once: what
+    a training step keeps for the backward pass."""
+    return sum(activation_buffers(net)[1].values())
+
+
+def inference_peak_bytes(net):
+    """Bytes live at once in an inference forward of a shaped net, for its batch: walking
+    the layers in order, a buffer is allocated by its first writer and freed after its last
+    reader, unless it is a net output; the inputs are the caller's and not counted. While a
+    layer runs, its bottoms, its new tops and its workspace are live together, and a top it
+    writes in place may be computed beside its old value (an eager batch norm is): that
+    transient counts too. ResNet-50 and VGG-16 come within 5% of the measured peak
+    (benchmarks/bench_memory.py)."""
+    buffer_of, size = activation_buffers(net)
+    inputs = {buffer_of.get(t, t) for t in net.inputs}
+    last_read = {}
+    for i, layer in enumerate(net.layers):
+        for b in layer.bottoms:
+            last_read[buffer_of.get(b, b)] = i
+    kept = {buffer_of[net.latest[name]] for name in net.outputs}
+    live = peak = 0
+    for i, layer in enumerate(net.layers):
+        new = sum(size[buffer_of[t]] for t in layer.tops if buffer_of[t] == t and t not in inputs)
+        rewritten = sum(size.get(buffer_of[t], 0) for t in layer.tops if buffer_of[t] != t
+                        and net.blobs[t].name in {net.blobs[b].name for b in layer.bottoms})
+        live += new
+        peak = max(peak, live + rewritten + layer_workspace(net, layer))
+        for b in {buffer_of.get(x, x) for x in layer.bottoms + layer.tops}:
+            # Freed after its last reader, or at once if nothing reads it.
+            if b in size and b not in inputs and b not in kept and last_read.get(b, i) == i:
+                live -= size[b]
+    return peak

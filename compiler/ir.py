@@ -29,6 +29,10 @@ class Layer:
     file: str = None
     bottoms: list = field(default_factory=list)   # SSA blob ids read, after wiring
     tops: list = field(default_factory=list)      # SSA blob ids written, after wiring
+    # Unique in its net (Net.layers sets it): the name, or for a later layer of a name that
+    # Caffe allows twice (BVLC's mnist_autoencoder has two "loss") "name#2", "name#3"...
+    # The graph's nodes and Blob.producer use it.
+    key: str = None
 
     @property
     def defn(self):
@@ -53,7 +57,7 @@ class Layer:
 class Blob:
     id: str            # SSA id, unique in the net
     name: str          # Caffe blob name
-    producer: str      # name of the layer that writes this value
+    producer: str      # key (Layer.key: its name, unless an earlier layer has it) of its writer
     shape: tuple = None
 
 
@@ -102,18 +106,32 @@ class Net:
     @layers.setter
     def layers(self, layers):
         # Passes replace the list (the phase filter, folding); they never edit it in place,
-        # so the name index is rebuilt only when a new list is set.
+        # so keys and the index are made only when a new list is set.
         self._layers = list(layers)
-        self._by_name = None
+        names = {layer.name for layer in self._layers}
+        self._by_key = {}
+        for layer in self._layers:
+            key, k = layer.name, 1
+            while key in self._by_key or (k > 1 and key in names):
+                k += 1
+                key = "%s#%d" % (layer.name, k)
+            layer.key = key
+            self._by_key[key] = layer
 
-    def layer(self, name):
-        """The layer of that name (the first one, as Caffe's layer_by_name), in O(1): the
-        backend asks for a producer per bottom, so a scan would make building quadratic."""
-        if self._by_name is None:
-            self._by_name = {}
-            for layer in self._layers:
-                self._by_name.setdefault(layer.name, layer)
-        return self._by_name[name]
+    def layer(self, key):
+        """The layer of that key: for a name, the first layer of that name, as Caffe's
+        layer_by_name. O(1): the backend asks for a producer per bottom, so a scan would
+        make building quadratic."""
+        return self._by_key[key]
+
+    @property
+    def duplicate_names(self):
+        """{name: [its layers]} for the names more than one layer has."""
+        layers = {}
+        for layer in self._layers:
+            if layer.key != layer.name:
+                layers.setdefault(layer.name, [self._by_key[layer.name]]).append(layer)
+        return layers
 
     @property
     def inputs(self):

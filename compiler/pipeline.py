@@ -16,7 +16,7 @@ from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import prototxt, saved
 from compiler.passes.phase import filter_phase
 from compiler.passes.shapes import infer_shapes
-from compiler.passes.validate import validate
+from compiler.passes.validate import empty_net_error, validate, warn_duplicate_names
 from compiler.passes.wiring import wire
 from compiler.state import NetState
 
@@ -47,12 +47,15 @@ def check(net, state=NetState(), input_shapes=None, max_memory=None):
     `input_shapes` ({blob name: shape}) override what the net declares; `max_memory` is the
     budget in bytes (default $NETDEF_MAX_MEMORY or 16 GiB)."""
     filter_phase(net, state)
+    if not net.layers:
+        return [empty_net_error(net)]
     errors = []
     try:
         wire(net)
     except NetdefErrors as e:
         errors.extend(e.errors)
     wiring_failed = {e.layer for e in errors}
+    warn_duplicate_names(net)
     try:
         infer_shapes(net, input_shapes)
     except NetdefErrors as e:

@@ -125,10 +125,14 @@ def _warn(message):
 
 def save(gm, path):
     """Save a compiled module as a .netdef file: a zip holding the net as prototxt text and
-    its blobs as a .caffemodel. Loading it (netdef.load) parses both; nothing is unpickled."""
+    its blobs as a .caffemodel, stamped with its format version (compiler/frontends/saved.py).
+    Loading it (netdef.load) parses both; nothing is unpickled."""
     net = record_of(gm).net
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(saved.FORMAT_ENTRY, saved.FORMAT_STAMP)
         z.writestr(saved.NET_ENTRY, net_to_text(net, for_caffe=False))
-        with z.open(saved.WEIGHTS_ENTRY, "w") as f:
+        # Stored, not deflated: float weights barely compress (a few %), and deflating
+        # ResNet-152's 240 MB took 2.4 s of a 9 s `netdef compile`.
+        with z.open(zipfile.ZipInfo(saved.WEIGHTS_ENTRY, (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
             write_caffemodel(f, net, gm)
 

@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 
 from compiler.errors import NetdefError
+from compiler.files import regular_file
 
 NUMERIC_KINDS = "biuf"      # bool, signed, unsigned, float: what a blob can be fed from
 
@@ -28,6 +29,7 @@ def read_npz(path, max_bytes):
     Each array must be numeric and the whole must fit `max_bytes`, checked from the
     headers before reading. Errors name the file and the entry."""
     shown = str(path)
+    regular_file(path, "input file")
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:

@@ -37,7 +37,7 @@ def test_saved_module_loads_without_pickle_and_computes_the_same(net_file, tmp_p
     saved = tmp_path / "small.netdef"
     assert main(["compile", str(net_file), "--weights", str(caffemodel), "-o", str(saved)]) == 0
     with zipfile.ZipFile(saved) as z:
-        assert sorted(z.namelist()) == ["net.prototxt", "weights.caffemodel"]
+        assert sorted(z.namelist()) == ["format", "net.prototxt", "weights.caffemodel"]
     model = netdef.load(saved)
     x = torch.randn(2, 3, 8, 8)
     expected = original(x)["fc"]

@@ -77,9 +77,18 @@ def _lr_mults(layer):
     return [("%g" % spec.lr_mult) for spec in layer.param.param]
 
 
+# Code points XML forbids (Graphviz's HTML labels are XML: U+FFFE in a name makes it refuse
+# the whole graph) and the longest name shown: Graphviz refuses a string over 16 KiB.
+_NOT_XML = re.compile("[\x00-\x1f\x7f\ufdd0-\ufdef%s]" % "".join(
+    "%s%s" % (chr(plane + 0xFFFE), chr(plane + 0xFFFF)) for plane in range(0, 0x110000, 0x10000)))
+MAX_NAME = 1000
+
+
 def _clean(text):
-    """Layer names come from user files: keep them printable in labels and SVG."""
-    return re.sub(r"[\x00-\x1f\x7f]", "?", str(text))
+    """Names come from user files: printable in labels and SVG, valid XML, and short enough
+    for Graphviz (a longer one is cut, with an ellipsis; ids stay unique, see _unique)."""
+    text = _NOT_XML.sub("?", str(text))
+    return text if len(text) <= MAX_NAME else text[:MAX_NAME] + "\u2026"
 
 
 def _group_key(name):
@@ -93,7 +102,7 @@ def build_view(net, errors=()):
     by_layer = {}
     for e in errors:
         by_layer.setdefault(e.layer, []).append(e)
-    head = {}             # layer name -> name of the layer whose box shows it
+    head = {}             # layer key -> key of the layer whose box shows it
     nodes, order = {}, []
     seen_shared = set()
     for layer in net.layers:
@@ -104,22 +113,22 @@ def build_view(net, errors=()):
         info = _layer_info(net, layer, by_layer.get(layer.name, []), seen_shared)
         if producer is not None and producer in head:
             node = nodes[head[producer]]
-            head[layer.name] = head[producer]
+            head[layer.key] = head[producer]
             node["layers"].append(info)
             if layer.tops:
                 node["outputs"] = info["outputs"]
             continue
-        head[layer.name] = layer.name
-        nodes[layer.name] = {"name": _clean(layer.name), "type": _clean(layer.type), "layers": [info],
+        head[layer.key] = layer.key
+        nodes[layer.key] = {"name": _clean(layer.name), "type": _clean(layer.type), "layers": [info],
                              "outputs": info["outputs"], "line": layer.line}
-        order.append(layer.name)
+        order.append(layer.key)
     view_nodes = []
     index, ids = {}, set()
-    for name in order:
-        node = nodes[name]
+    for key in order:
+        node = nodes[key]
         # The layer's name is its box's id (and, in the SVG, its title): a user searches the
         # picture for it and links to it. Cleaning can make two names one: keep ids unique.
-        index[name] = node["id"] = _unique(node["name"], ids)
+        index[key] = node["id"] = _unique(node["name"], ids)
         node["params"] = _sum(x["params"] for x in node["layers"])
         node["macs"] = _sum(x["macs"] for x in node["layers"])
         node["error"] = any(x["errors"] for x in node["layers"])
@@ -127,7 +136,7 @@ def build_view(net, errors=()):
     aux = _aux_prefix(ids)
     edges, missing = [], {}
     for layer in net.layers:
-        dst = index[head[layer.name]]
+        dst = index[head[layer.key]]
         for sid in layer.bottoms:
             blob = net.blobs.get(sid)
             if blob is None:
@@ -360,15 +369,23 @@ def run_dot(dot_text, fmt):
     except subprocess.TimeoutExpired:
         raise NetdefError(None, None, None, "Graphviz took over %d s to lay out the net" % DOT_TIMEOUT_S,
                           "draw the blocks only (.html) or a smaller part of the net") from None
+    said = done.stderr.decode("utf-8", "replace").strip().splitlines()
     if done.returncode != 0:
-        raise NetdefError(None, None, None, "Graphviz failed: %s"
-                          % done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:])
+        raise NetdefError(None, None, None, "Graphviz's dot failed (exit %d)%s"
+                          % (done.returncode, ": " + said[-1][:300] if said else ""))
+    if not done.stdout.strip():
+        raise NetdefError(None, None, None, "Graphviz's dot (%s) printed nothing for -T%s%s"
+                          % (exe, fmt, ": " + said[-1][:300] if said else ""),
+                          "check the Graphviz installation (dot -V), or draw to .dot")
     return done.stdout
 
 
 def _inline_svg(svg_bytes):
     """Graphviz's SVG document -> an <svg> element to paste into HTML."""
-    text = svg_bytes.decode("utf-8")
+    text = svg_bytes.decode("utf-8", "replace")
+    if "<svg" not in text:
+        raise NetdefError(None, None, None, "Graphviz's dot printed no SVG (it printed %r)" % text[:80],
+                          "check the Graphviz installation (dot -Tsvg), or draw to .dot")
     return text[text.index("<svg"):]
 
 
@@ -376,8 +393,9 @@ def to_html(view, rankdir="TB"):
     expanded = _inline_svg(run_dot(to_dot(view, rankdir, prefix="x_"), "svg"))
     blocks = _inline_svg(run_dot(to_dot_blocks(view, rankdir), "svg")) if view["groups"] else ""
     data = json.dumps(view, sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
-    page = TEMPLATE.read_text(encoding="utf-8")
-    for marker, value in (("__TITLE__", _h(view["net"])), ("/*NETDEF_DATA*/", data),
-                          ("<!--SVG_EXPANDED-->", expanded), ("<!--SVG_BLOCKS-->", blocks)):
-        page = page.replace(marker, value, 1)
-    return page
+    values = {"__TITLE__": _h(view["net"]), "/*NETDEF_DATA*/": data,
+              "<!--SVG_EXPANDED-->": expanded, "<!--SVG_BLOCKS-->": blocks}
+    # One pass over the template: a value that holds a marker (a net named
+    # "/*NETDEF_DATA*/") is never searched again, so it cannot take another's place.
+    return re.sub("|".join(map(re.escape, values)), lambda m: values[m.group()],
+                  TEMPLATE.read_text(encoding="utf-8"))

@@ -15,12 +15,15 @@ layer; BatchNorm and Scale are removed), checks the new net through the pipeline
 its module and loads the folded weights. The result is again a net Caffe can run: exporting it writes a valid,
 smaller prototxt and caffemodel. Outputs keep their Caffe blob names.
 """
+import warnings
+
 import numpy as np
 import torch
 
 from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.record import record_of
+from compiler.errors import NetdefWarning
 from compiler.ir import Layer, LayerBlobs, Net
 from compiler.layers.conv import Convolution
 from compiler.layers.normalization import BatchNorm
@@ -47,17 +50,23 @@ def find_chains(net, outputs):
         users = readers.get(layer.tops[0], [])
         return users[0] if len(users) == 1 and len(users[0].bottoms) == 1 else None
 
+    # The rewrite below knows layers by name: a layer whose name another has stays as it is.
+    named_twice = set(net.duplicate_names)
     chains = []
     for conv in net.layers:
-        if not isinstance(conv.defn, Convolution) or _shares_params(conv):
+        if not isinstance(conv.defn, Convolution) or _shares_params(conv) or conv.name in named_twice:
             continue
         bn = scale = None
         nxt = sole_reader(conv)
         # The built-in definitions only: a user's registered replacement computes its own thing.
+        if nxt is not None and nxt.name in named_twice:
+            nxt = None
         if nxt is not None and isinstance(nxt.defn, BatchNorm) and not _shares_params(nxt) \
                 and nxt.defn.uses_global_stats(nxt, net.phase):
             bn = nxt
             nxt = sole_reader(bn)
+            if nxt is not None and nxt.name in named_twice:
+                nxt = None
         if nxt is not None and isinstance(nxt.defn, Scale) and not _shares_params(nxt) \
                 and nxt.defn.per_channel(nxt, [net.blobs[nxt.bottoms[0]].shape]):
             scale = nxt
@@ -115,9 +124,12 @@ def fold_batchnorm(net, gm):
                 blobs.pop(layer.name, None)
     layers = [replaced.get(l.name, Layer(l.name, l.type, l.param, l.line, l.file))
               for l in net.layers if l.name not in removed]
-    folded = pipeline.build_net(Net(net.name, layers, net.file), net.state,
-                                {net.blobs[t].name: net.blobs[t].shape for t in net.inputs},
-                                pipeline.NO_BUDGET)
+    with warnings.catch_warnings():
+        # The net was checked, and warned about (duplicate names), before it was folded.
+        warnings.simplefilter("ignore", NetdefWarning)
+        folded = pipeline.build_net(Net(net.name, layers, net.file), net.state,
+                                    {net.blobs[t].name: net.blobs[t].shape for t in net.inputs},
+                                    pipeline.NO_BUDGET)
     out = torch_fx.build_module(folded, outputs)
     torch_weights.load_blobs(folded, out, [LayerBlobs(k, "", v, [False] * len(v)) for k, v in blobs.items()])
     out.train(gm.training)

@@ -4,20 +4,24 @@ Params count learnable blob elements (shared blobs once; BatchNorm statistics no
 counted, as derived-facts.json counts them); "trainable" those whose lr_mult is not 0,
 the rest are frozen (fine-tuning's frozen layers). MACs are per image (batch item), as the
 classic papers and derived-facts.json count them; their conv/fc total adds the layers whose
-LayerDef says `conv_fc_macs`. Activation memory is the float32 bytes
-of the layer's tops for the whole batch (an in-place top counts again: it is a new value).
+LayerDef says `conv_fc_macs`. Memory is for the whole batch, as the budget counts it
+(compiler/accounting.py): a layer's is the float32 bytes of the buffers it allocates, so a
+top written in place (a ReLU's) or aliasing its bottom (a Split's) adds nothing, and the
+total counts each buffer once (what training keeps for the backward pass); the inference
+peak is what an eager forward holds at once (accounting.inference_peak_bytes).
 """
 import csv
 import io
 import json
 
-from compiler.accounting import blob_bytes, human_bytes, param_counts
+from compiler.accounting import activation_buffers, human_bytes, inference_peak_bytes, param_counts
 from compiler.layers import registry
 
 def summarize(net):
     rows = []
     conv_fc_macs = 0
     seen_shared = set()
+    buffer_of, size = activation_buffers(net)
     for layer in net.layers:
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
@@ -28,7 +32,7 @@ def summarize(net):
             "output": [list(s) for s in outs],
             "params": trainable + frozen, "trainable": trainable, "frozen": frozen,
             "macs": defn.macs(layer, shapes, outs),
-            "memory": sum(blob_bytes(s) for s in outs),
+            "memory": sum(size[t] for t in layer.tops if buffer_of[t] == t),
         })
         if defn.conv_fc_macs:
             conv_fc_macs += rows[-1]["macs"]
@@ -37,8 +41,16 @@ def summarize(net):
               "macs": sum(r["macs"] for r in rows),
               "conv_fc_macs": conv_fc_macs,
               "memory": sum(r["memory"] for r in rows),
+              "inference_peak": inference_peak_bytes(net),
+              "batch": _batch(net),
               "outputs": {name: list(net.shape(name)) for name in net.outputs}}
     return rows, totals
+
+
+def _batch(net):
+    """The batch the memory figures are for: the first input's axis 0 (None without inputs)."""
+    shapes = [net.blobs[t].shape for t in net.inputs]
+    return shapes[0][0] if shapes and shapes[0] else None
 
 
 def _shape_text(shapes):
@@ -82,10 +94,10 @@ def format_summary(net, fmt="table"):
     macs = "{:,}".format(totals["macs"])
     if totals["conv_fc_macs"] != totals["macs"]:
         macs += " (conv/fc %s)" % "{:,}".format(totals["conv_fc_macs"])
-    lines.append("%s: %d layers, %s params (%s trainable, %s frozen), %s MACs per image, %s activations; "
-                 "outputs %s" % (
+    lines.append("%s: %d layers, %s params (%s trainable, %s frozen), %s MACs per image, %s activations per "
+                 "batch of %s (inference peak %s); outputs %s" % (
         net.name, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["trainable"]),
         "{:,}".format(totals["frozen"]), macs,
-        human_bytes(totals["memory"]),
+        human_bytes(totals["memory"]), totals["batch"], human_bytes(totals["inference_peak"]),
         ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items())))
     return "\n".join(lines)

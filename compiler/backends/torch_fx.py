@@ -12,6 +12,8 @@ Shared parameters (param { name: ... }) are one nn.Parameter referenced by every
 that names it. `train()` / `eval()` select Caffe's TRAIN / TEST behaviour of the layers
 that have one (Dropout, BatchNorm without use_global_stats).
 """
+import contextlib
+import gc
 import keyword
 import operator
 import re
@@ -55,6 +57,25 @@ def build_module(net, outputs=None):
     None for the net's outputs). Returns a GraphModule whose forward takes the input blobs
     (positionally or by name) and returns {blob name: tensor}; its ModuleRecord
     (compiler/backends/record.py) is in gm.meta["netdef"]."""
+    with _no_collections():
+        return _build_module(net, outputs)
+
+
+@contextlib.contextmanager
+def _no_collections():
+    """Python's cyclic collector paused: building keeps every object it makes, and each
+    collection during it would scan the ever larger heap for nothing, which made building
+    superlinear (16k layers: 911 against 530 us per layer at 1k)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_module(net, outputs):
     if outputs is None:
         outputs = net.outputs
     elif outputs == "all":

@@ -15,10 +15,15 @@ from compiler.passes.weights import match_weights
 
 
 def net_blob_slots(net, gm):
-    """[(layer, [(attr name, tensor, Caffe shape)])] for every layer that has blobs."""
-    inverse = {caffe: mod for mod, caffe in record_of(gm).layer_names.items()}
+    """[(layer, [(attr name, tensor, Caffe shape)])] for every layer that has blobs, the
+    first of a name only: weights are Caffe's {layer name: blobs}, which fill the first."""
+    inverse = {}
+    for mod, caffe in record_of(gm).layer_names.items():      # in net order
+        inverse.setdefault(caffe, mod)
     slots = []
     for layer in net.layers:
+        if layer.key != layer.name:
+            continue
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
         blob_shapes = defn.blob_shapes(layer, shapes)

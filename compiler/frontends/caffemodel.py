@@ -4,17 +4,28 @@ The protobuf wire format is walked directly: only layer names, types and blobs a
 and each blob's packed floats become a numpy array with numpy.frombuffer, never a Python
 list. V2 (`layer`, field 100) and V1 (`layers`, field 2) files both load; blobs written
 with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`.
+
+The file is never read whole: it is mapped (copy-on-write, so the arrays are writable and
+the file never changes) and every blob is a view into the map, so only the pages of the
+blobs a net copies are ever read. A 5 GB file with a few layers a net uses loads in the
+memory of those layers. V1 files' double_data blobs stay float64 views too; they become
+float32 when copied into a module. Shapes are checked as Caffe's Blob::Reshape does: at most
+32 axes, no dimension beyond a 32-bit count, even where another dimension is 0.
 """
-import os
+import mmap
 
 import numpy as np
 
 from compiler.errors import NetdefError
+from compiler.files import regular_file
+from compiler.layers.base import MAX_AXES
 from compiler.frontends.upgrade import V1_TYPES
 from compiler.ir import LayerBlobs
 from compiler.proto import caffe_pb2
 
 V1_TYPE_NAMES = caffe_pb2.V1LayerParameter.LayerType
+# Caffe's blob counts are int: a larger dimension cannot be a real blob's.
+MAX_DIM = (1 << 31) - 1
 
 
 class _Reader:
@@ -22,8 +33,8 @@ class _Reader:
         self.buf, self.file = buf, file
         self.pos, self.end = start, len(buf) if end is None else end
 
-    def fail(self, what):
-        raise NetdefError(self.file, None, None, "not a valid caffemodel: %s at byte %d" % (what, self.pos),
+    def fail(self, what, layer=None):
+        raise NetdefError(self.file, None, layer, "not a valid caffemodel: %s at byte %d" % (what, self.pos),
                           "the file is truncated or corrupt, or not a .caffemodel")
 
     def varint(self):
@@ -92,7 +103,7 @@ def _packed_varints(r, span):
     return out
 
 
-def _blob(r, span):
+def _blob(r, span, layer):
     shape, legacy = None, [0, 0, 0, 0]
     chunks, dchunks = [], []
     for number, wire, v in r.sub(span).fields():
@@ -101,6 +112,8 @@ def _blob(r, span):
             for n2, w2, v2 in r.sub(v).fields():
                 if n2 == 1:
                     shape.extend(_packed_varints(r, v2) if w2 == 2 else [v2])
+                    if len(shape) > MAX_AXES:
+                        r.fail("a blob of more than %d axes (Caffe's most)" % MAX_AXES, layer)
         elif number == 5:                                    # data: packed float
             if wire == 2:
                 if (v[1] - v[0]) % 4:
@@ -117,33 +130,38 @@ def _blob(r, span):
                 dchunks.append(np.frombuffer(v, dtype="<f8"))
         elif 1 <= number <= 4 and wire == 0:                 # legacy num/channels/height/width
             legacy[number - 1] = v
-    if chunks:
+    if chunks or dchunks:
+        chunks = chunks or dchunks
         data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    elif dchunks:
-        data = np.concatenate(dchunks).astype(np.float32)
     else:
         data = np.zeros(0, np.float32)
     is_legacy = shape is None
     if is_legacy:
         shape = legacy if any(legacy) else [data.size] if data.size else [0]
+    if len(shape) > MAX_AXES:      # legacy shapes have 4; a packed shape is checked as it is read
+        r.fail("a blob of %d axes (Caffe's blobs have at most %d)" % (len(shape), MAX_AXES), layer)
+    if any(d > MAX_DIM for d in shape):
+        r.fail("a blob of shape %s: a dimension over %d" % (list(shape), MAX_DIM), layer)
     count = 1
     for d in shape:
         count *= d
     if count != data.size:
-        r.fail("a blob of shape %s holding %d values" % (list(shape), data.size))
+        r.fail("a blob of shape %s holding %d values" % (list(shape), data.size), layer)
     return data.reshape(shape), is_legacy
 
 
 def read_caffemodel(path):
-    """-> list of LayerBlobs in file order (layers without blobs included)."""
+    """-> list of LayerBlobs in file order (layers without blobs included), their arrays
+    views into a map of the file (see the module's docstring)."""
+    if regular_file(path, "weights file").st_size == 0:
+        return parse_caffemodel(b"", str(path))
     try:
         with open(path, "rb") as f:
-            # A bytearray makes the numpy views writable, so torch can take them as they are.
-            buf = bytearray(os.fstat(f.fileno()).st_size)
-            if f.readinto(buf) != len(buf):
-                raise OSError("file changed while reading")
-    except OSError as e:
-        raise NetdefError(str(path), None, None, "cannot read weights: %s" % (e.strerror or e)) from None
+            # ACCESS_COPY: writable views (torch takes them as they are) over a private map
+            # whose pages are read only when a blob is used; the file itself never changes.
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as e:
+        raise NetdefError(str(path), None, None, "cannot read weights: %s" % (getattr(e, "strerror", None) or e)) from None
     return parse_caffemodel(buf, str(path))
 
 
@@ -163,7 +181,7 @@ def parse_caffemodel(buf, file="<bytes>"):
             elif v1 and n2 == 5 and w2 == 0:
                 ltype = V1_TYPE_NAMES.Name(v2) if v2 in V1_TYPE_NAMES.values() else str(v2)
             elif (n2 == 6 if v1 else n2 == 7) and w2 == 2:
-                arr, is_legacy = _blob(r, v2)
+                arr, is_legacy = _blob(r, v2, name or None)
                 blobs.append(arr)
                 legacy.append(is_legacy)
         if v1:

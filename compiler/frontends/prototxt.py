@@ -13,6 +13,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from compiler.errors import NetdefError
+from compiler.files import regular_file
 from compiler.frontends import brackets
 from compiler.ir import Net
 from compiler.frontends.upgrade import upgrade_layers
@@ -173,8 +174,8 @@ def _explain(msg):
 
 def read_text_file(path):
     path = Path(path)
+    size = regular_file(path, "net file").st_size
     try:
-        size = path.stat().st_size
         if size > MAX_PROTOTXT_BYTES:
             raise NetdefError(str(path), None, None, "file is %d MB; netdef refuses prototxt files over %d MB"
                               % (size >> 20, MAX_PROTOTXT_BYTES >> 20))

@@ -142,6 +142,10 @@ class LayerDef:
         return None
 
 
+# Caffe's kMaxBlobAxes: Blob::Reshape refuses a shape of more axes (blob.hpp).
+MAX_AXES = 32
+
+
 def constructor_args(module):
     """The keyword arguments that rebuild a lowered module (see the module docstring): each
     argument of its class's constructor, read from the attribute of the same name. device

@@ -5,8 +5,8 @@ ext = dilation*(kernel-1)+1. Deconvolution inverts it: out = stride*(in-1) + ext
 Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k...) for
 Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
 """
+import torch
 import torch.nn as nn
-from torch.nn.utils import skip_init
 
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.layers.fillers import fill
@@ -73,6 +73,18 @@ class _ConvBase(LayerDef):
         spatial = shapes[0][2:] if self.transposed else out_shapes[0][2:]
         return weight * prod(spatial)
 
+    def workspace_values(self, layer, shapes):
+        """PyTorch's CPU convolution unfolds one item of the batch at a time (im2col) unless
+        the kernel is 1x1 with stride 1: (C_in / group) x kernel values per output position.
+        VGG-16's conv1_2 unfolds 110 MiB for each image."""
+        p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
+        if all(k == 1 for k in kernel) and all(s == 1 for s in stride):
+            return 0
+        # A Deconvolution's columns are its output channels by its input positions (col2im).
+        if self.transposed:
+            return p.num_output // p.group * prod(kernel) * prod(shapes[0][2:])
+        return shapes[0][1] // p.group * prod(kernel) * prod(self.shape(layer, shapes)[0][2:])
+
     def lower(self, layer, shapes):
         p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
         nspatial = len(kernel)
@@ -81,12 +93,20 @@ class _ConvBase(LayerDef):
                (3, True): nn.ConvTranspose3d}.get((nspatial, self.transposed))
         if cls is None:
             raise ShapeError("%d-D %s is not supported by the PyTorch backend" % (nspatial, self.type))
-        # skip_init: Caffe's fillers below set every value, PyTorch's own init would be wasted.
-        m = skip_init(cls, shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride),
-                      padding=tuple(pad), dilation=tuple(dilation), groups=p.group, bias=p.bias_term)
-        fill(m.weight.data, p.weight_filler if p.HasField("weight_filler") else None)
+        # Built on the meta device, then given real parameters: Caffe's fillers set every
+        # value, so PyTorch's own init would be wasted (and skip_init, which would skip it
+        # too, imports sympy on first use: a third of a second per process). Without a
+        # filler the blobs are Caffe's default, zero: torch.zeros maps zeroed pages without
+        # writing them (ResNet-152's 240 MB were 3.5 s of a compile when filled).
+        m = cls(shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride), padding=tuple(pad),
+                dilation=tuple(dilation), groups=p.group, bias=p.bias_term, device="meta")
+        m.weight = nn.Parameter(torch.zeros(m.weight.shape))
+        if p.HasField("weight_filler"):
+            fill(m.weight.data, p.weight_filler)
         if p.bias_term:
-            fill(m.bias.data, p.bias_filler if p.HasField("bias_filler") else None)
+            m.bias = nn.Parameter(torch.zeros(m.bias.shape))
+            if p.HasField("bias_filler"):
+                fill(m.bias.data, p.bias_filler)
         return m
 
 

@@ -10,7 +10,7 @@ layer's source, see compiler/layers/registry.py), else by the layer's own rule.
 """
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
-from compiler.layers.base import ShapeError
+from compiler.layers.base import MAX_AXES, ShapeError
 
 # Larger dims than this are typos, not networks (and would overflow Caffe's int32 counts).
 MAX_DIM = 1 << 31
@@ -29,6 +29,9 @@ def unknown_type_error(layer):
 
 
 def check_dims(shape, what):
+    if len(shape) > MAX_AXES:
+        raise ShapeError("%s has %d axes; Caffe's blobs have at most %d (kMaxBlobAxes)"
+                         % (what, len(shape), MAX_AXES))
     for d in shape:
         if d <= 0:
             raise ShapeError("%s has a non-positive dimension: %s" % (what, list(shape)),

@@ -8,10 +8,11 @@ shapes a source asserts (`expect` in the netdef language) are among the checks.
 anything is allocated. (Weights are matched with a net by passes/weights.py.)
 """
 import math
+import warnings
 
-from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, blob_bytes, human_bytes, layer_params, layer_workspace,
-                                 memory_budget)
-from compiler.errors import NetdefError
+from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, activation_buffers, human_bytes, layer_params,
+                                 layer_workspace, memory_budget)
+from compiler.errors import NetdefError, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
 from compiler.layers.fillers import FILLER_TYPES
@@ -20,15 +21,17 @@ from compiler.proto import is_repeated
 
 
 def check_memory(net, budget=None):
-    """Refuse a shaped net whose float32 blobs (every top of every layer, and the learnable
-    blobs) and the largest workspace a layer allocates while it runs (its temporaries,
-    freed when it returns, so only one layer's at a time) exceed `budget` bytes (see
-    memory_budget). Nothing has been allocated yet."""
+    """Refuse a shaped net whose float32 blobs (every distinct activation buffer of the
+    batch, as accounting.activation_buffers counts them, and the learnable blobs) and the
+    largest workspace a layer allocates while it runs (its temporaries, freed when it
+    returns, so only one layer's at a time) exceed `budget` bytes (see memory_budget).
+    Nothing has been allocated yet."""
     budget = memory_budget(budget)
     activations, params, largest, workspace = 0, 0, (0, None), (0, None)
     seen = set()
+    buffer_of, buffer_bytes = activation_buffers(net)     # in-place tops add nothing
     for layer in net.layers:
-        size = sum(blob_bytes(net.blobs[t].shape) for t in layer.tops)
+        size = sum(buffer_bytes[t] for t in layer.tops if buffer_of[t] == t)
         activations += size
         largest = max(largest, (size, layer), key=lambda x: x[0])
         workspace = max(workspace, (layer_workspace(net, layer), layer), key=lambda x: x[0])
@@ -69,6 +72,32 @@ def validate(net, failed=(), max_memory=None):
         except NetdefError as e:
             errors.append(e)
     return errors
+
+
+def empty_net_error(net):
+    """A net without layers computes nothing: say why it has none."""
+    if net.excluded_layers:
+        state = net.phase + "".join(", stage %s" % s for s in net.state.stages) + \
+            (", level %d" % net.state.level if net.state.level else "")
+        return NetdefError(net.file, None, None, "no layer of the net is in the %s net: the include/exclude "
+                           "rules of all %d layers leave them out" % (state, len(net.excluded_layers)),
+                           "choose the phase or stages they are written for (--phase, --stage)")
+    return NetdefError(net.file, None, None, "the file defines no layers: there is nothing to compile",
+                       "a net needs at least an input and a layer")
+
+
+def warn_duplicate_names(net):
+    """One NetdefWarning for the names several layers share. Caffe accepts them and
+    CopyTrainedLayersFrom copies a file's blobs into the first layer of a name only, so a
+    later one always keeps its fillers: a user who did not mean it should know."""
+    duplicates = net.duplicate_names
+    if not duplicates:
+        return
+    said = "; ".join("%d layers named '%s' (lines %s)" % (len(layers), name,
+                                                           ", ".join(str(x.line or "?") for x in layers))
+                     for name, layers in duplicates.items())
+    warnings.warn("%s: %s: weights load into the first layer of a name, as in Caffe; the others keep "
+                  "their fillers" % (net.file or "<input>", said), NetdefWarning, stacklevel=3)
 
 
 def _fillers(message):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from compiler.accounting import blob_fits
+from compiler.accounting import MEMORY_ENV, blob_fits, human_bytes, memory_budget
 from compiler.errors import NetdefError, NetdefErrors
 from compiler.layers import registry
 from compiler.layers.base import prod
@@ -100,11 +100,13 @@ def net_blob_shapes(net, layer):
                                                                            for b in layer.bottoms])]
 
 
-def match_weights(net, file_layers, file=None, strict=False):
+def match_weights(net, file_layers, file=None, strict=False, max_memory=None):
     """Match a weights file's layers (ir.LayerBlobs) with a wired, shaped net as
     Caffe does. Returns ({layer name: [arrays in the net's blob shapes]}, WeightsReport);
     raises NetdefErrors with every blob that does not fit, for a file that fills nothing,
-    and, when strict, for every ignored or unfilled layer."""
+    and, when strict, for every ignored or unfilled layer. The arrays are views into the
+    file (frontends/caffemodel.py): blobs the net uses that would exceed `max_memory`
+    bytes (accounting.memory_budget) together are refused before any is read."""
     by_name = _first_by_name(net)
     wants = {name: net_blob_shapes(net, layer) for name, layer in by_name.items()}
     filled, errors, ignored, misfits = {}, [], [], set()
@@ -141,6 +143,12 @@ def match_weights(net, file_layers, file=None, strict=False):
                                   "layers match by name: these weights belong to another net"))
     elif strict:
         errors += report.problems(net)
+    used = sum(fl.blobs[i].nbytes for fl in file_layers if fl.name in filled for i in range(len(fl.blobs)))
+    budget = memory_budget(max_memory)
+    if used > budget:
+        errors.append(NetdefError(file, None, None, "the blobs the net uses from %s are %s, over the %s memory budget"
+                                  % (file or "the weights dict", human_bytes(used), human_bytes(budget)),
+                                  "raise the budget with --max-memory or $%s" % MEMORY_ENV))
     if errors:
         raise NetdefErrors(errors)
     return filled, report
@@ -319,7 +327,7 @@ def _input_error(net, layer, t, smallest, largest, bad, target):
         feed = "%d channels" % smallest[1]
     else:
         feed = _dims(smallest)
-    source = _first_by_name(net)[blob.producer]
+    source = net.layer(blob.producer)
     return NetdefError(source.file or net.file, source.line, None,
                        "input '%s' %s %s; the weights have %s: feed %s"
                        % (blob.name, _dims(have), effect, _dims(target), feed),

@@ -9,6 +9,8 @@
   keyed by name, so each carries its layer's): they are net outputs no layer can read.
 - Caffe refuses a top written by two layers unless in place, and an in-place write to a
   blob that another layer has already read ("produced by multiple sources").
+- Caffe accepts two layers of one name (BVLC's mnist_autoencoder has two "loss"): the
+  graph knows layers by Layer.key, which is unique.
 """
 import difflib
 
@@ -23,7 +25,6 @@ def wire(net):
     aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
     versions = {}     # Caffe name -> number of values written so far
     readers = {}      # SSA id -> names of the layers that read it
-    seen_layers = {}           # layer name -> first layer with it
     automatic = {}    # anonymous tops (auto_top): Caffe name -> SSA id, readable by no layer
     net.blobs, net.latest, net.blob_order = {}, {}, []
     net.graph.clear()
@@ -43,13 +44,7 @@ def wire(net):
         p = layer.param
         if not layer.name:
             fail(layer, "layer of type %s has no name" % (layer.type or "?"), "add name: \"...\"")
-        elif layer.name in seen_layers:
-            first = seen_layers[layer.name]
-            fail(layer, "duplicate layer name (first used%s)" % (" at line %d" % first.line if first.line else ""),
-                 "rename one, e.g. '%s_2': Caffe tolerates duplicates, but netdef names the graph's "
-                 "nodes, the module's submodules and the weights it loads after layers" % layer.name)
-        seen_layers.setdefault(layer.name, layer)
-        net.graph.add_node(layer.name, layer=layer)
+        net.graph.add_node(layer.key, layer=layer)
         layer.bottoms, layer.tops = [], []
         for b in p.bottom:
             if b not in current:
@@ -81,12 +76,12 @@ def wire(net):
                      "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
                      "give this layer a new top name, or move it before '%s'" % readers[sid][0])
             readers.setdefault(sid, []).append(layer.name)
-            net.graph.add_edge(net.blobs[sid].producer, layer.name, key=sid, blob=sid)
+            net.graph.add_edge(net.blobs[sid].producer, layer.key, key=sid, blob=sid)
         for i, t in enumerate(p.top):
             in_place = t in p.bottom
             if t in current and not in_place:
                 fail(layer, "top blob '%s' produced by multiple sources (already written by layer "
-                     "'%s')" % (t, net.blobs[current[t]].producer),
+                     "'%s')" % (t, net.layer(net.blobs[current[t]].producer).name),
                      "rename the top, or make it in place by also listing it as a bottom")
                 continue
             if t in layer.param.top[:i]:
@@ -95,9 +90,9 @@ def wire(net):
             k = versions.get(t, 0)
             versions[t] = k + 1
             sid = t if k == 0 else "%s#%d" % (t, k)
-            net.blobs[sid] = Blob(sid, t, layer.name)
+            net.blobs[sid] = Blob(sid, t, layer.key)
             layer.tops.append(sid)
-            if t not in net.blob_order:
+            if k == 0:                  # its first value (a list scan here made wiring quadratic)
                 net.blob_order.append(t)
             group = aliases.get(t, {t})
             for name in group:
@@ -105,8 +100,8 @@ def wire(net):
         defn = registry.get(layer.type)
         if defn is not None and defn.auto_top and not p.top:
             for k in range(defn.tops[0]):
-                name = "%s/(automatic)" % layer.name + ("" if k == 0 else str(k))
-                net.blobs[name] = Blob(name, name, layer.name)
+                name = "%s/(automatic)" % layer.key + ("" if k == 0 else str(k))
+                net.blobs[name] = Blob(name, name, layer.key)
                 layer.tops.append(name)
                 net.blob_order.append(name)
                 automatic[name] = name

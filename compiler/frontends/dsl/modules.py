@@ -13,6 +13,7 @@ from pathlib import Path
 from lark import Tree
 
 from compiler.errors import NetdefError
+from compiler.files import regular_file
 from compiler.frontends.dsl import syntax
 from compiler.frontends.dsl.builtins import BUILTINS
 from compiler.frontends.dsl.interpreter import Interpreter
@@ -39,8 +40,9 @@ class Module:
 def read_source(path):
     """A source file's text; refuses what cannot be one (too large, not UTF-8)."""
     path = Path(path)
+    size = regular_file(path, "net file").st_size
     try:
-        if path.stat().st_size > MAX_SOURCE_BYTES:
+        if size > MAX_SOURCE_BYTES:
             raise NetdefError(str(path), None, None, "file is over %d MB; not a netdef source" % (MAX_SOURCE_BYTES >> 20))
         return path.read_bytes().decode("utf-8")
     except OSError as e:

@@ -1,0 +1,91 @@
+"""Scale: checking and building stay linear in the number of layers.
+
+A generated chain net (Input, then Convolution 1x1 and in-place ReLU pairs on a 1x4x2x2
+blob) of N layers:
+- check: `netdef check`'s work (read the prototxt, upgrade, phase, wire, shapes, checks:
+  compiler.pipeline.build) at --check-sizes layers, each in a fresh process: ms per layer,
+  and bytes per layer of peak resident memory above the process's after its imports (the
+  protobuf messages live outside Python's allocator, so tracemalloc would miss them);
+- build: torch_fx.build_module of the checked net at --build-sizes layers, in us per layer.
+Each figure's ratio is the smallest size's cost per layer over this size's: 1.0 is linear,
+and the target (0.7) allows for caches, not for a quadratic term.
+"""
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from common import SCRATCH, emit
+
+from compiler import pipeline
+
+LAYER = ('layer {{ name: "c{i}" type: "Convolution" bottom: "{b}" top: "c{i}" '
+         'convolution_param {{ num_output: 4 kernel_size: 1 }} }}\n'
+         'layer {{ name: "r{i}" type: "ReLU" bottom: "c{i}" top: "c{i}" }}\n')
+
+
+def chain(n):
+    """Path of a prototxt of n layers (written once under SCRATCH)."""
+    path = SCRATCH / ("chain-%d.prototxt" % n)
+    if not path.exists():
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        parts = ['name: "chain"\nlayer { name: "data" type: "Input" top: "data" '
+                 'input_param { shape { dim: 1 dim: 4 dim: 2 dim: 2 } } }\n']
+        parts += [LAYER.format(i=i, b="data" if i == 0 else "c%d" % (i - 1)) for i in range((n - 1) // 2)]
+        tmp = path.with_suffix(".partial")
+        tmp.write_text("".join(parts))
+        tmp.replace(path)
+    return path
+
+
+def check_once(n):
+    """{"layers", "ms", "bytes"} per layer of one check, in this (fresh) process."""
+    path = chain(n)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    net = pipeline.build(path)
+    seconds = time.perf_counter() - start
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    layers = len(net.layers)
+    return {"layers": layers, "ms": seconds * 1e3 / layers, "bytes": grown / layers}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check-sizes", default="10000,100000")
+    parser.add_argument("--build-sizes", default="1000,10000,100000")
+    parser.add_argument("--check-once", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.check_once:
+        print(json.dumps(check_once(args.check_once)))
+        return
+    first = None
+    for n in map(int, args.check_sizes.split(",")):
+        chain(n)
+        done = subprocess.run([sys.executable, __file__, "--check-once", str(n)], capture_output=True,
+                              text=True, check=True)
+        got = json.loads(done.stdout.splitlines()[-1])
+        first = first or got["ms"]
+        emit("check a %d-layer chain, time per layer" % got["layers"], round(got["ms"], 4), "ms",
+             "per layer at the smallest size", round(first, 4), round(first / got["ms"], 2), 0.7)
+        emit("check a %d-layer chain, peak memory per layer" % got["layers"], round(got["bytes"]), "bytes")
+    first = None
+    from compiler.backends import torch_fx
+    for n in map(int, args.build_sizes.split(",")):
+        net = pipeline.build(chain(n))
+        layers = len(net.layers)
+        start = time.perf_counter()
+        torch_fx.build_module(net)
+        us = (time.perf_counter() - start) * 1e6 / layers
+        first = first or us
+        emit("build_module, %d-layer chain, time per layer" % layers, round(us, 1), "us",
+             "per layer at the smallest size", round(first, 1), round(first / us, 2), 0.7)
+        del net
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()
