@@ -40,12 +40,12 @@ RESIDUAL = inputs(data=(2, 3, 8, 8)) + "".join([
     layer("prob", "Softmax", ["out"]),
 ])
 
-# Only layers TorchScript compiles: conv, ReLU, InnerProduct, Softmax.
+# Only layers TorchScript compiles (torch.nn's own modules): convolutions, ReLU, Softmax.
 SCRIPTABLE = inputs(data=(1, 3, 6, 6)) + "".join([
     layer("conv", "Convolution", ["data"], "convolution_param { num_output: 4 kernel_size: 3 }"),
     layer("relu", "ReLU", ["conv"], tops=["conv"]),
-    layer("fc", "InnerProduct", ["conv"], "inner_product_param { num_output: 3 }"),
-    layer("prob", "Softmax", ["fc"]),
+    layer("score", "Convolution", ["conv"], "convolution_param { num_output: 3 kernel_size: 1 }"),
+    layer("prob", "Softmax", ["score"]),
 ])
 
 
