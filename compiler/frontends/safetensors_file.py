@@ -6,7 +6,7 @@ Caffe's order: "conv1/0" is conv1's filter, "conv1/1" its bias), holding the blo
 Caffe's shape, float32. A blob shared by several layers (param { name: ... }) is stored
 once, under the first layer that has it; the metadata's "shared" entry ({key: key it is
 stored under}, JSON) says which keys the others would have had. The metadata's "format"
-entry is the format's version stamp: safetensors files are read without running code,
+entry is the format's version stamp (compiler/files.py): safetensors files are read without running code,
 so nothing but that stamp is trusted beyond the tensors.
 
 The safetensors package is an optional extra (pip install netdef[safetensors]).
@@ -15,12 +15,13 @@ import json
 import re
 
 from compiler.errors import NetdefError
+from compiler.files import check_format, format_stamp, regular_file
 from compiler.ir import LayerBlobs
 
 SUFFIX = ".safetensors"
 FORMAT_KIND = "safetensors"
 FORMAT_VERSION = 1
-FORMAT_STAMP = "netdef-%s %d" % (FORMAT_KIND, FORMAT_VERSION)
+FORMAT_STAMP = format_stamp(FORMAT_KIND, FORMAT_VERSION)
 
 
 def blob_key(layer, index):
@@ -49,6 +50,7 @@ def read_safetensors(path):
     """A netdef safetensors file -> [LayerBlobs] in the file's layer order, shared blobs
     given to every layer that shares them."""
     file = str(path)
+    regular_file(path, "weights file")
     safetensors = safetensors_package(file)
     try:
         with safetensors.safe_open(file, framework="np") as f:
@@ -56,7 +58,7 @@ def read_safetensors(path):
             arrays = {key: f.get_tensor(key) for key in f.keys()}
     except (OSError, ValueError) as e:
         raise NetdefError(file, None, None, "not a readable safetensors file: %s" % e) from None
-    _check_stamp(metadata.get("format"), file)
+    check_format(metadata.get("format"), FORMAT_KIND, FORMAT_VERSION, file)
     try:
         shared = json.loads(metadata.get("shared", "{}"))
     except ValueError as e:
@@ -81,16 +83,3 @@ def read_safetensors(path):
                               [False] * len(blobs)))
     return out
 
-
-def _check_stamp(stamp, file):
-    """A file without a stamp is read as the current format (its keys are checked anyway);
-    another kind, or a version above this netdef's, is refused."""
-    if not stamp:
-        return
-    m = re.fullmatch(r"netdef-([\w.-]+) (\d{1,9})", (stamp or "").strip())
-    if m is None or m.group(1) != FORMAT_KIND:
-        raise NetdefError(file, None, None, "not a netdef safetensors file: its format stamp is %r" % stamp,
-                          "netdef reads the safetensors files that netdef export writes")
-    if int(m.group(2)) > FORMAT_VERSION:
-        raise NetdefError(file, None, None, "written by a newer netdef: %s, and this netdef reads up to %d"
-                          % (stamp, FORMAT_VERSION), "upgrade netdef to read it")
