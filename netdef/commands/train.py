@@ -40,17 +40,8 @@ def add_parser(sub):
 
 
 def run(args):
-    import sys
-    import warnings
-
-    import numpy as np
-
-    import netdef
     from compiler.frontends.solver import read_solver
-    from netdef.data.feed import WaitShare, attach
-    from netdef.training.feed import ArrayFeed, read_feed
-    from netdef.training.log import TrainingLog
-    from netdef.training.solver import Solver, check_solver
+    from netdef.training.solver import check_solver
     if args.snapshot and args.weights:
         import argparse
         # Caffe refuses this too: a snapshot holds its own weights.
@@ -59,6 +50,27 @@ def run(args):
     check_solver(solver_file)
     device = resolve_device(args)
     rank, world, distributed = _distributed(device)
+    try:
+        return _train(args, solver_file, device, rank, world, distributed)
+    finally:
+        if distributed is not None:
+            # Without it gloo's threads outlive the process group and the C++ runtime aborts
+            # at exit ("terminate called without an active exception"): a failed exit code.
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _train(args, solver_file, device, rank, world, distributed):
+    import sys
+    import warnings
+
+    import numpy as np
+
+    import netdef
+    from netdef.data.feed import WaitShare, attach
+    from netdef.training.feed import ArrayFeed, read_feed
+    from netdef.training.log import TrainingLog
+    from netdef.training.solver import Solver
     errors = []
     for path, what in [(args.weights, "weights"), (args.snapshot, "solver state"), (args.feed, "feed")] + \
             [(f, "test feed") for f in args.test_feed]:
