@@ -18,13 +18,13 @@ V1_TYPE_NAMES = caffe_pb2.V1LayerParameter.LayerType
 
 
 class _Reader:
-    def __init__(self, buf, file, start=0, end=None):
-        self.buf, self.file = buf, file
+    def __init__(self, buf, file, start=0, end=None, kind="caffemodel"):
+        self.buf, self.file, self.kind = buf, file, kind
         self.pos, self.end = start, len(buf) if end is None else end
 
     def fail(self, what):
-        raise NetdefError(self.file, None, None, "not a valid caffemodel: %s at byte %d" % (what, self.pos),
-                          "the file is truncated or corrupt, or not a .caffemodel")
+        raise NetdefError(self.file, None, None, "not a valid %s: %s at byte %d" % (self.kind, what, self.pos),
+                          "the file is truncated or corrupt, or not a .%s" % self.kind)
 
     def varint(self):
         result = shift = 0
@@ -75,13 +75,13 @@ class _Reader:
                 self.fail("unsupported wire type %d" % wire)
 
     def sub(self, span):
-        return _Reader(self.buf, self.file, span[0], span[1])
+        return _Reader(self.buf, self.file, span[0], span[1], self.kind)
 
     def text(self, span):
         try:
             return bytes(self.buf[span[0]:span[1]]).decode("utf-8")
         except UnicodeDecodeError:
-            self.fail("a layer name that is not UTF-8")
+            self.fail("a name that is not UTF-8")
 
 
 def _packed_varints(r, span):
@@ -134,8 +134,7 @@ def _blob(r, span):
     return data.reshape(shape), is_legacy
 
 
-def read_caffemodel(path):
-    """-> list of LayerBlobs in file order (layers without blobs included)."""
+def _read_file(path, what):
     try:
         with open(path, "rb") as f:
             # A bytearray makes the numpy views writable, so torch can take them as they are.
@@ -143,8 +142,38 @@ def read_caffemodel(path):
             if f.readinto(buf) != len(buf):
                 raise OSError("file changed while reading")
     except OSError as e:
-        raise NetdefError(str(path), None, None, "cannot read weights: %s" % (e.strerror or e)) from None
-    return parse_caffemodel(buf, str(path))
+        raise NetdefError(str(path), None, None, "cannot read %s: %s" % (what, e.strerror or e)) from None
+    return buf
+
+
+def read_caffemodel(path):
+    """-> list of LayerBlobs in file order (layers without blobs included)."""
+    return parse_caffemodel(_read_file(path, "weights"), str(path))
+
+
+def read_solver_state(path):
+    """A binary .solverstate (Caffe's SolverState message) -> (iter, learned_net or None,
+    current_step, [history arrays]). The history blobs, as big as the net's weights, go
+    through the same zero-copy walk as a .caffemodel's blobs, not through protobuf's
+    repeated-float field (a Python float per value)."""
+    r = _Reader(memoryview(_read_file(path, "the solver state")), str(path), kind="solverstate")
+    iteration, learned, current_step, history = 0, None, 0, []
+    for number, wire, v in r.fields():
+        if number == 1 and wire == 0:            # iter
+            iteration = _int32(v)
+        elif number == 2 and wire == 2:          # learned_net
+            learned = r.text(v)
+        elif number == 3 and wire == 2:          # history: BlobProto
+            history.append(_blob(r, v)[0])
+        elif number == 4 and wire == 0:          # current_step
+            current_step = _int32(v)
+    return iteration, learned, current_step, history
+
+
+def _int32(v):
+    """A varint-encoded int32 (negative ones are written as 64-bit two's complement)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def parse_caffemodel(buf, file="<bytes>"):
