@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from compiler.backends.caffemodel import blob_field
+from compiler.backends.torch_weights import copy_blob
 from compiler.errors import NetdefError
 from compiler.frontends.caffemodel import read_solver_state
 from compiler.proto import caffe_pb2
@@ -192,7 +193,7 @@ def restore(solver, path):
         solver.restored_report = report
     with torch.no_grad():
         for have, want in zip(history, expected):
-            want.copy_(torch.from_numpy(have).reshape(want.shape))
+            copy_blob(want, have)
     solver.iter = iteration
     solver.lr_state["current_step"] = current_step
     solver.passes = iteration * solver.param.iter_size
