@@ -3,7 +3,9 @@
 The protobuf wire format is walked directly: only layer names, types and blobs are read,
 and each blob's packed floats become a numpy array with numpy.frombuffer, never a Python
 list. V2 (`layer`, field 100) and V1 (`layers`, field 2) files both load; blobs written
-with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`.
+with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`. A
+.solverstate (SolverState: iter, learned_net, history blobs, current_step) is walked the
+same way (`read_solver_state`): its history is as big as the weights.
 """
 import os
 
