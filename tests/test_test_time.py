@@ -228,3 +228,25 @@ def test_training_step_memory_counts_what_a_real_step_keeps():
         gm(torch.randn(16, 512), torch.zeros(16))
     assert est.activations == sum(kept.values()) > 16 * 1024 * 4
     assert est.total == est.weights + est.gradients + est.history + est.activations + est.inputs
+
+
+@needs_shared
+def test_test_reads_data_layers_as_caffe_test(tmp_path, monkeypatch, capsys):
+    """A net whose inputs are data layers needs no --input: the HDF5Data case's batches,
+    read pass after pass (crossing files, wrapping the list), are scored; each top's mean
+    over the passes is the mean of Caffe's batches."""
+    import shutil
+    pytest.importorskip("h5py", reason="HDF5Data needs h5py (pip install netdef[data])")
+    case = tmp_path / "case"
+    shutil.copytree(GOLDEN / "data" / "hdf5_two_tops_wrap", case)
+    monkeypatch.chdir(case)          # Caffe resolves the source against the working directory
+    netdef.export(netdef.load("net.prototxt", phase="TEST"), "w.caffemodel")
+    capsys.readouterr()
+    assert main(["test", "net.prototxt", "--weights", "w.caffemodel", "--iterations", "4"]) == 0
+    out = capsys.readouterr().out
+    expected = np.load("expected.npz")
+    for top in ("data", "label"):
+        means = [float(v) for v in re.findall(r"^%s = (\S+)" % top, out, re.M)]
+        want = np.mean([expected["iter%d/%s" % (k, top)] for k in range(1, 5)], axis=0).ravel()
+        np.testing.assert_allclose(means, want, rtol=1e-5, atol=1e-6)
+    assert len(re.findall(r"^Batch 3, label = ", out, re.M)) == 3

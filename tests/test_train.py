@@ -227,6 +227,28 @@ def test_solverstate_of_another_net_is_refused(tmp_path, capsys):
     assert "holds 7 history blobs; this net with a Adam solver has 14" in errors_of(capsys)
 
 
+def test_solverstate_reader_reads_what_protobuf_writes(tmp_path):
+    """Caffe writes the SolverState with protobuf: history blobs with a shape or with the
+    legacy num/channels/height/width dims; netdef's zero-copy reader gets the same values,
+    and a truncated file is a located error."""
+    from compiler.errors import NetdefError
+    from netdef.training.snapshot import read_state
+    shaped = np.arange(6, dtype=np.float32).reshape(2, 3)
+    legacy = -np.arange(24, dtype=np.float32)
+    state = caffe_pb2.SolverState(iter=7, learned_net="snap/x_iter_7.caffemodel", current_step=2)
+    state.history.add(shape=caffe_pb2.BlobShape(dim=[2, 3]), data=shaped.ravel())
+    state.history.add(num=1, channels=2, height=3, width=4, data=legacy)
+    path = tmp_path / "x_iter_7.solverstate"
+    path.write_bytes(state.SerializeToString())
+    iteration, learned, current_step, history = read_state(path)
+    assert (iteration, learned, current_step) == (7, "snap/x_iter_7.caffemodel", 2)
+    np.testing.assert_array_equal(history[0], shaped)
+    np.testing.assert_array_equal(history[1], legacy.reshape(1, 2, 3, 4))
+    path.write_bytes(state.SerializeToString()[:-5])
+    with pytest.raises(NetdefError, match="not a valid solverstate"):
+        read_state(path)
+
+
 def test_nan_loss_names_iteration_and_layer_and_keeps_last_snapshot(tmp_path, capsys):
     case = write_case(tmp_path / "c", max_iter=6, snapshot=2)
     feed = dict(np.load(case / "feed.npz"))

@@ -3,7 +3,9 @@
 The protobuf wire format is walked directly: only layer names, types and blobs are read,
 and each blob's packed floats become a numpy array with numpy.frombuffer, never a Python
 list. V2 (`layer`, field 100) and V1 (`layers`, field 2) files both load; blobs written
-with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`.
+with the legacy 4-D num/channels/height/width dims keep them in `legacy_shape`. A
+.solverstate (SolverState: iter, learned_net, history blobs, current_step) is walked the
+same way (`read_solver_state`): its history is as big as the weights.
 
 The file is never read whole: it is mapped (copy-on-write, so the arrays are writable and
 the file never changes) and every blob is a view into the map, so only the pages of the
@@ -29,13 +31,13 @@ MAX_DIM = (1 << 31) - 1
 
 
 class _Reader:
-    def __init__(self, buf, file, start=0, end=None):
-        self.buf, self.file = buf, file
+    def __init__(self, buf, file, start=0, end=None, kind="caffemodel"):
+        self.buf, self.file, self.kind = buf, file, kind
         self.pos, self.end = start, len(buf) if end is None else end
 
     def fail(self, what, layer=None):
-        raise NetdefError(self.file, None, layer, "not a valid caffemodel: %s at byte %d" % (what, self.pos),
-                          "the file is truncated or corrupt, or not a .caffemodel")
+        raise NetdefError(self.file, None, layer, "not a valid %s: %s at byte %d" % (self.kind, what, self.pos),
+                          "the file is truncated or corrupt, or not a .%s" % self.kind)
 
     def varint(self):
         result = shift = 0
@@ -86,13 +88,13 @@ class _Reader:
                 self.fail("unsupported wire type %d" % wire)
 
     def sub(self, span):
-        return _Reader(self.buf, self.file, span[0], span[1])
+        return _Reader(self.buf, self.file, span[0], span[1], self.kind)
 
     def text(self, span):
         try:
             return bytes(self.buf[span[0]:span[1]]).decode("utf-8")
         except UnicodeDecodeError:
-            self.fail("a layer name that is not UTF-8")
+            self.fail("a name that is not UTF-8")
 
 
 def _packed_varints(r, span):
@@ -150,19 +152,49 @@ def _blob(r, span, layer):
     return data.reshape(shape), is_legacy
 
 
+def _map(path, what):
+    """A private, copy-on-write map of a file (see the module's docstring)."""
+    try:
+        with open(path, "rb") as f:
+            # ACCESS_COPY: writable views (torch takes them as they are) over a private map
+            # whose pages are read only when a blob is used; the file itself never changes.
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as e:
+        raise NetdefError(str(path), None, None, "cannot read %s: %s" % (what, getattr(e, "strerror", None) or e)) from None
+
+
 def read_caffemodel(path):
     """-> list of LayerBlobs in file order (layers without blobs included), their arrays
     views into a map of the file (see the module's docstring)."""
     if regular_file(path, "weights file").st_size == 0:
         return parse_caffemodel(b"", str(path))
-    try:
-        with open(path, "rb") as f:
-            # ACCESS_COPY: writable views (torch takes them as they are) over a private map
-            # whose pages are read only when a blob is used; the file itself never changes.
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    except (OSError, ValueError) as e:
-        raise NetdefError(str(path), None, None, "cannot read weights: %s" % (getattr(e, "strerror", None) or e)) from None
-    return parse_caffemodel(buf, str(path))
+    return parse_caffemodel(_map(path, "weights"), str(path))
+
+
+def read_solver_state(path):
+    """A binary .solverstate (Caffe's SolverState message) -> (iter, learned_net or None,
+    current_step, [history arrays]). The history blobs, as big as the net's weights, go
+    through the same zero-copy walk as a .caffemodel's blobs, not through protobuf's
+    repeated-float field (a Python float per value)."""
+    empty = regular_file(path, "solver state").st_size == 0
+    r = _Reader(memoryview(b"" if empty else _map(path, "the solver state")), str(path), kind="solverstate")
+    iteration, learned, current_step, history = 0, None, 0, []
+    for number, wire, v in r.fields():
+        if number == 1 and wire == 0:            # iter
+            iteration = _int32(v)
+        elif number == 2 and wire == 2:          # learned_net
+            learned = r.text(v)
+        elif number == 3 and wire == 2:          # history: BlobProto
+            history.append(_blob(r, v, None)[0])
+        elif number == 4 and wire == 0:          # current_step
+            current_step = _int32(v)
+    return iteration, learned, current_step, history
+
+
+def _int32(v):
+    """A varint-encoded int32 (negative ones are written as 64-bit two's complement)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def parse_caffemodel(buf, file="<bytes>"):

@@ -4,9 +4,11 @@ Caffe's `caffe test`: N forward passes; each output element of each pass printed
 `Batch i, name = value`; then `Loss: L` (the mean of the net's loss) and each output's mean
 over the passes, a weighted loss output with ` (* weight = weighted loss)`.
 
-The net's inputs come from `--input`: an .npz with one array per input blob, entry j along
-the first axis the batch of pass j (as `netdef train --feed`). Without --iterations, every
-entry is used once; Caffe's default of 50 applies to nets that need no arrays."""
+Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data, as `netdef run`
+does), pass after pass, as Caffe's test net reads them. Other inputs come from `--input`: an
+.npz with one array per input blob, entry j along the first axis the batch of pass j (as
+`netdef train --feed`). Without --iterations, every entry is used once; Caffe's default of
+50 applies to nets that need no arrays."""
 from compiler.errors import NetdefError
 from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
                              resolve_device, weights_arguments)
@@ -46,6 +48,7 @@ def check_arrays(path, arrays, input_names, iterations):
 def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
+    from netdef.data.feed import NetData
     from netdef.npz import read_npz
     from netdef.devices import place
     from netdef.training.log import caffe_float, loss_note
@@ -64,18 +67,21 @@ def run(args):
                           % ", ".join(flat), "entry j along the first axis is the whole batch of pass j")
     # The net is shaped to one batch of the arrays, as Caffe's Net::Reshape would.
     net = parse_net(args, {n: a.shape[1:] for n, a in arrays.items()})
-    input_names = [net.blobs[t].name for t in net.inputs]
-    if input_names and args.input is None:
-        layers = sorted({net.blobs[t].producer for t in net.inputs})
+    data = NetData(net)
+    array_names = [net.blobs[t].name for t in net.inputs if net.blobs[t].name not in data.blob_names]
+    if array_names and args.input is None:
+        layers = sorted({net.blobs[t].producer for t in net.inputs if net.blobs[t].name in array_names})
         raise NetdefError(net.file, None, None, "the net's inputs %s (layer %s) need batches"
-                          % (", ".join(input_names), ", ".join(layers)),
+                          % (", ".join(array_names), ", ".join(layers)),
                           "give them with --input in.npz (entry j along the first axis = batch j)")
-    if input_names:
-        arrays, iterations = check_arrays(args.input, arrays, input_names, args.iterations)
+    if array_names:
+        arrays, iterations = check_arrays(args.input, arrays, array_names, args.iterations)
         batches = array_batches(arrays)
     else:
         iterations = args.iterations or CAFFE_ITERATIONS
-        batches = iter(dict, None)      # a net without inputs: an empty feed per pass
+        batches = iter(dict, None)      # no arrays to feed: an empty dict per pass
+    if data.blob_names:
+        batches = (dict(fed, **read) for fed, read in zip(batches, data.batches()))
     gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
     place(gm, device, args.channels_last)
 

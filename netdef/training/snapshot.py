@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from compiler.backends.caffemodel import blob_field
+from compiler.backends.torch_weights import copy_blob
 from compiler.errors import NetdefError
+from compiler.frontends.caffemodel import read_solver_state
 from compiler.proto import caffe_pb2
 
 SIDE_SUFFIX = ".netdef.npz"
@@ -157,20 +159,7 @@ def read_state(path):
                 return int(h["iter"][()]), learned, int(h["current_step"][()]), history
         except (OSError, KeyError) as e:
             raise NetdefError(str(path), None, None, "not a Caffe HDF5 solver state: %s" % e) from None
-    try:
-        with open(path, "rb") as f:
-            state = caffe_pb2.SolverState.FromString(f.read())
-    except OSError as e:
-        raise NetdefError(str(path), None, None, "cannot read: %s" % (e.strerror or e)) from None
-    except Exception as e:   # protobuf's DecodeError
-        raise NetdefError(str(path), None, None, "not a Caffe .solverstate: %s" % e) from None
-    history = []
-    for blob in state.history:
-        shape = tuple(blob.shape.dim) if blob.HasField("shape") else \
-            tuple(d for d in (blob.num, blob.channels, blob.height, blob.width))
-        history.append(np.asarray(blob.data, np.float32).reshape(shape))
-    return state.iter, state.learned_net if state.HasField("learned_net") else None, \
-        state.current_step, history
+    return read_solver_state(path)
 
 
 def restore(solver, path):
@@ -204,7 +193,7 @@ def restore(solver, path):
         solver.restored_report = report
     with torch.no_grad():
         for have, want in zip(history, expected):
-            want.copy_(torch.from_numpy(have).reshape(want.shape))
+            copy_blob(want, have)
     solver.iter = iteration
     solver.lr_state["current_step"] = current_step
     solver.passes = iteration * solver.param.iter_size
