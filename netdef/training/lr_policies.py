@@ -15,10 +15,11 @@ advances it; a resumed run continues from the saved value.
 
 A user's policy: subclass LrPolicy and `register(MyPolicy())`.
 """
-import difflib
 import math
 
-_POLICIES = {}
+from netdef.training.registry import Registry
+
+REGISTRY = Registry("lr policy")
 
 
 class LrPolicy:
@@ -126,23 +127,9 @@ class Sigmoid(LrPolicy):
         return p.base_lr * (1.0 / (1.0 + math.exp(-p.gamma * (iter - p.stepsize))))
 
 
-def register(policy, replace=False):
-    if policy.name in _POLICIES and not replace:
-        raise ValueError("lr policy %r is already registered (pass replace=True)" % policy.name)
-    _POLICIES[policy.name] = policy
-    return policy
-
-
-def get(name):
-    return _POLICIES.get(name)
-
-
-def names():
-    return sorted(_POLICIES)
-
-
-def close_matches(name):
-    return difflib.get_close_matches(name, names(), n=2, cutoff=0.5)
+register = REGISTRY.register
+get = REGISTRY.get
+names = REGISTRY.names
 
 
 for _policy in (Fixed(), Step(), Exp(), Inv(), MultiStep(), Poly(), Sigmoid()):

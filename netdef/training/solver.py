@@ -47,17 +47,13 @@ def check_solver(solver_file):
     errors = []
     kind = solver_types.get(p.type)
     if kind is None:
-        close = solver_types.close_matches(p.type)
         errors.append(solver_file.error("type", "unknown solver type \"%s\"" % p.type,
-                                        ("did you mean %s? " % " or ".join('"%s"' % c for c in close)
-                                         if close else "") + "known: " + ", ".join(solver_types.names())))
+                                        solver_types.REGISTRY.unknown_hint(p.type)))
     policy = lr_policies.get(p.lr_policy)
     if policy is None:
-        close = lr_policies.close_matches(p.lr_policy)
         errors.append(solver_file.error("lr_policy", "unknown lr_policy \"%s\"" % p.lr_policy
                                         if p.HasField("lr_policy") else "lr_policy is not set",
-                                        ("did you mean %s? " % " or ".join('"%s"' % c for c in close)
-                                         if close else "") + "known: " + ", ".join(lr_policies.names())))
+                                        lr_policies.REGISTRY.unknown_hint(p.lr_policy)))
     for defn in (kind, policy):
         for name, message, hint in (defn.check(p) if defn is not None else []):
             errors.append(solver_file.error(name, message, hint))

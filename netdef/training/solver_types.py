@@ -21,12 +21,13 @@ gradients that come after it, which is where Caffe and torch.optim.SGD differ.
 
 A user's type: subclass SolverType and `register(MyType())`.
 """
-import difflib
 import math
 
 import torch
 
-_TYPES = {}
+from netdef.training.registry import Registry
+
+REGISTRY = Registry("solver type")
 
 
 class SolverType:
@@ -148,24 +149,9 @@ class Adam(SolverType):
         return step
 
 
-def register(solver_type, replace=False):
-    if solver_type.name in _TYPES and not replace:
-        raise ValueError("solver type %r is already registered (pass replace=True)" % solver_type.name)
-    _TYPES[solver_type.name] = solver_type
-    return solver_type
-
-
-def get(name):
-    return _TYPES.get(name)
-
-
-def names():
-    return sorted(_TYPES)
-
-
-def close_matches(name):
-    return difflib.get_close_matches(name, names(), n=2, cutoff=0.5) or \
-        [n for n in names() if n.lower() == name.lower()]
+register = REGISTRY.register
+get = REGISTRY.get
+names = REGISTRY.names
 
 
 for _type in (SGD(), Nesterov(), AdaGrad(), RMSProp(), AdaDelta(), Adam()):
