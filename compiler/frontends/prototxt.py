@@ -27,20 +27,30 @@ MAX_PROTOTXT_BYTES = 64 << 20
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}<>\[\]]|\n|[A-Za-z_][\w]*')
 
 
+
+def tokens(text):
+    """(match, line, offset where its line starts) of each token of protobuf text (names,
+    brackets, strings, comments), in order: the one tokenizer of every scan that locates
+    lines (layer blocks, unclosed brackets, a solver's fields)."""
+    line, line_start = 1, 0
+    for m in _TOKEN.finditer(text):
+        if m.group() == "\n":
+            line, line_start = line + 1, m.end()
+        else:
+            yield m, line, line_start
+
+
 def _layer_lines(text):
     """Line numbers of the top-level `layer` and `layers` blocks, in file order, and of
     the first legacy net input field (`input`, `input_dim`, `input_shape`). In the list
     syntax, `layer [{...}, {...}]`, each block is a layer and is numbered by its `{`."""
     lines = {"layer": [], "layers": [], "input": []}
     depth = 0
-    line = 1
     pending = None
     listed = None       # "layer" or "layers" inside a top-level [ ] of that field
-    for m in _TOKEN.finditer(text):
+    for m, line, _ in tokens(text):
         tok = m.group()
-        if tok == "\n":
-            line += 1
-        elif tok in "{<":
+        if tok in "{<":
             if depth == 0 and pending:
                 lines[pending[0]].append(pending[1])
             elif depth == 0 and listed:
@@ -101,12 +111,10 @@ def parse_text(text, file, message):
 
 def _brackets(text, lines):
     """The brackets of protobuf text ({ } < > [ ]), outside strings and comments."""
-    line, line_start, name = 1, 0, None
-    for m in _TOKEN.finditer(text):
+    name = None
+    for m, line, line_start in tokens(text):
         tok = m.group()
-        if tok == "\n":
-            line, line_start = line + 1, m.end()
-        elif tok in "{}<>[]":
+        if tok in "{}<>[]":
             yield brackets.bracket(tok, line, m.start() - line_start + 1, lines,
                                    name if tok in "{<[" else None)
             name = None

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 
 from compiler.errors import NetdefError, NetdefErrors
-from compiler.frontends.prototxt import _TOKEN, _layer_lines, parse_net_text, parse_text, read_text_file
+from compiler.frontends.prototxt import _layer_lines, tokens, parse_net_text, parse_text, read_text_file
 from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
@@ -69,12 +69,10 @@ def _field_spans(text):
     """{top-level field: [(line, start, end)]}: where each field of the solver is written,
     and for blocks the text between its braces (start/end offsets, else None)."""
     spans = {}
-    depth, line, pending, opened = 0, 1, None, []
-    for m in _TOKEN.finditer(text):
+    depth, pending, opened = 0, None, []
+    for m, line, _ in tokens(text):
         tok = m.group()
-        if tok == "\n":
-            line += 1
-        elif tok in "{<":
+        if tok in "{<":
             if depth == 0 and pending:
                 opened.append((pending, m.end()))
             depth += 1
