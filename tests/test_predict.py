@@ -1,6 +1,7 @@
 """netdef predict: Caffe's TEST preprocessing (the net's transform_param, else the
 command line's), ten crops, ensembles, class names, and bad input refused."""
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -185,3 +186,71 @@ def test_features_of_a_train_val_read_back_as_an_hdf5data_source(files, capsys, 
     with torch.no_grad():
         want = gm(torch.from_numpy(np.concatenate([prep.crops("img%d.png" % i, 1) for i in range(3)])))["pool"]
     np.testing.assert_allclose(batch["data"], want.numpy(), atol=1e-6)
+
+
+# The deploy net's layers (the same names: w1 and w2 load into it), scored.
+SCORED = "\n".join(DEPLOY.splitlines()[2:-1]) + '''
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+layer { name: "accuracy" type: "Accuracy" bottom: "fc" bottom: "label" top: "accuracy" }
+'''
+TRAIN_VAL = '''name: "small"
+layer { name: "data" type: "ImageData" top: "data" top: "label"
+  transform_param { crop_size: 24 scale: 0.01 mean_value: 100 mean_value: 110 mean_value: 120 }
+  image_data_param { source: "list.txt" batch_size: 3 } }
+''' + SCORED
+LABELS = [3, 1, 4]
+
+
+@pytest.fixture
+def train_val(files, monkeypatch):
+    """The scored deploy net reading the three images through ImageData, centre-cropped to
+    24 in TEST."""
+    monkeypatch.chdir(files)
+    (files / "list.txt").write_text("".join("img%d.png %d\n" % (i, c) for i, c in enumerate(LABELS)))
+    (files / "train_val.prototxt").write_text(TRAIN_VAL.replace("NUM", "5"))
+    return files
+
+
+def scored(argv, capsys):
+    code = main(["test", "train_val.prototxt", "--weights", "w1.caffemodel", "--iterations", "1"] + argv)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    finals = dict(re.findall(r"^(\w+) = (\S+)", out.out, re.M))
+    return float(finals["loss"]), float(finals["accuracy"])
+
+
+@pytest.mark.parametrize("crops, members", [(10, ["w1.caffemodel"]), (1, ["w1.caffemodel", "w2.caffemodel"]),
+                                            (10, ["w1.caffemodel", "w2.caffemodel"])])
+def test_test_scores_the_prediction_averaged_over_crops_and_members(crops, members, train_val, capsys):
+    probs = [sum(reference(train_val, "img%d.png" % i, w, crops) for w in members) / len(members)
+             for i in range(len(LABELS))]
+    loss = np.mean([-np.log(float(p[c])) for p, c in zip(probs, LABELS)])
+    accuracy = np.mean([int(p.argmax()) == c for p, c in zip(probs, LABELS)])
+    got = scored(["--crops", str(crops)] + (["--ensemble"] + members[1:] if members[1:] else []), capsys)
+    assert got == pytest.approx((loss, accuracy), rel=1e-5)
+
+
+def test_one_member_on_one_crop_scores_as_caffe_test(train_val, capsys):
+    # --ensemble of the same weights twice averages two equal predictions: caffe test's loss and accuracy
+    assert scored(["--ensemble", "w1.caffemodel"], capsys) == pytest.approx(scored([], capsys), rel=1e-5)
+
+
+def test_test_time_averaging_refuses_what_it_cannot_score(train_val, capsys):
+    other = train_val / "other.prototxt"
+    other.write_text(TRAIN_VAL.replace("NUM", "4"))
+    torch.manual_seed(3)
+    netdef.export(netdef.load(str(other)), str(train_val / "other.caffemodel"))
+    (train_val / "euclid.prototxt").write_text(TRAIN_VAL.replace("NUM", "5").replace(
+        'type: "SoftmaxWithLoss" bottom: "fc" bottom: "label"', 'type: "EuclideanLoss" bottom: "fc" bottom: "fc"'))
+    np.savez(train_val / "in.npz", data=np.zeros((1, 3, 3, 24, 24), np.float32), label=np.zeros((1, 3), np.float32))
+    (train_val / "arrays.prototxt").write_text('name: "small"\nlayer { name: "data" type: "Input" top: "data" '
+                                               'top: "label" input_param { shape { dim: 3 dim: 3 dim: 24 dim: 24 } '
+                                               'shape { dim: 3 } } }\n' + SCORED.replace("NUM", "5"))
+    for argv, where in [
+        (["train_val.prototxt", "--ensemble", "other.prototxt:other.caffemodel"], "other.caffemodel"),
+        (["euclid.prototxt", "--crops", "10"], "SoftmaxWithLoss"),
+        (["arrays.prototxt", "--crops", "10", "--input", "in.npz"], "--crops 10"),
+    ]:
+        code = main(["test", "--weights", "w1.caffemodel", "--iterations", "1"] + argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and 1 <= len(err) <= 2 and where in " ".join(err), err

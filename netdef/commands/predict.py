@@ -15,22 +15,18 @@ from netdef.commands import memory_size, parse_input_shapes, resolve_device
 
 def add_parser(sub):
     p = sub.add_parser("predict", help="classify images: top-K classes per image, with crops and ensembles")
-    add_prediction_arguments(p, images=True)
+    add_prediction_arguments(p)
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
     return p
 
 
-def add_prediction_arguments(p, images):
-    """The options predict and test share: the net, its preprocessing, crops, ensembles."""
+def add_prediction_arguments(p):
+    """predict's options: the net, the images, their preprocessing, crops, ensembles."""
     p.add_argument("net", help="deploy or train_val net: .prototxt, .net or .netdef")
-    if images:
-        p.add_argument("images", nargs="+", help="image files (any format OpenCV reads)")
+    p.add_argument("images", nargs="+", help="image files (any format OpenCV reads)")
     p.add_argument("--weights", help=".caffemodel, .netdef or .safetensors")
     p.add_argument("--net", dest="net_name", metavar="NAME", help="which net of a .net file that declares several")
-    p.add_argument("--crops", type=int, choices=[1, 10], default=1,
-                   help="1: the centre crop; 10: centre, corners and their mirrors, outputs averaged")
-    p.add_argument("--ensemble", nargs="+", default=[], metavar="[NET:]W",
-                   help="more weights of the same net (or NET:WEIGHTS of another), outputs averaged")
+    add_averaging_arguments(p)
     p.add_argument("--labels", metavar="labels.txt", help="class names, one a line")
     p.add_argument("--blob", help="the output to read (default: the net's only output)")
     add_preprocessing_arguments(p)
@@ -39,6 +35,14 @@ def add_prediction_arguments(p, images):
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--gpu", default=None, metavar="N", help="Caffe's flag: same as --device cuda:N")
+
+
+def add_averaging_arguments(p):
+    """The test-time options predict and test share: crops and ensembles."""
+    p.add_argument("--crops", type=int, choices=[1, 10], default=1,
+                   help="1: the centre crop; 10: centre, corners and their mirrors, outputs averaged")
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="[NET:]W",
+                   help="more weights of the same net (or NET:WEIGHTS of another), outputs averaged")
 
 
 def add_preprocessing_arguments(p):
@@ -136,17 +140,14 @@ class Classifier:
 def deploy_net(path, name, shapes, max_memory):
     """The TEST net of `path`, made its deploy net (netdef deploy) when it has losses: the
     net that predicts."""
-    from google.protobuf import text_format
     from compiler import pipeline
-    from compiler.frontends import prototxt
     from compiler.layers.loss import LossLayer
     from compiler.state import NetState
-    from netdef.inference.deploy import deploy
+    from netdef.inference import deploy
     net = pipeline.build(path, NetState("TEST"), shapes, max_memory, name)
     if not any(isinstance(l.defn, LossLayer) for l in net.layers):
         return net
-    text = text_format.MessageToString(deploy(net))
-    return pipeline.build_net(prototxt.load_net(path, text=text), NetState("TEST"))
+    return deploy.deploy_net(net)
 
 
 def _copy(net):

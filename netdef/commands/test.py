@@ -1,4 +1,5 @@
 """netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz]
+                [--crops 1|10] [--ensemble [NET2:]W2 ...]
 
 Caffe's `caffe test`: N forward passes; each output element of each pass printed as
 `Batch i, name = value`; then `Loss: L` (the mean of the net's loss) and each output's mean
@@ -8,10 +9,18 @@ Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data, as `net
 does), pass after pass, as Caffe's test net reads them. Other inputs come from `--input`: an
 .npz with one array per input blob, entry j along the first axis the batch of pass j (as
 `netdef train --feed`). Without --iterations, every entry is used once; Caffe's default of
-50 applies to nets that need no arrays."""
+50 applies to nets that need no arrays.
+
+--crops 10 and --ensemble score what netdef predict computes: the class probabilities of
+the main SoftmaxWithLoss's scores averaged over the ten crops of each image (read
+uncropped from the data layers) and over the members (other weights of the net, or
+NET2:W2 of another net), with the net's losses and accuracies of those scores computed on
+the average (netdef/inference/averaged.py), so the gain of crops and ensembles, and its
+time, can be measured."""
 from compiler.errors import NetdefError
-from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
-                             resolve_device, weights_arguments)
+from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, net_state,
+                             parse_input_shapes, parse_net, resolve_device, weights_arguments)
+from netdef.commands.predict import add_averaging_arguments, member_files
 
 CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
 
@@ -24,6 +33,7 @@ def add_parser(sub):
                    help="forward passes (default: every batch of --input, else 50)")
     p.add_argument("--input", metavar="IN.npz",
                    help="arrays per input blob, entry j along the first axis = batch j")
+    add_averaging_arguments(p)
     add_device_arguments(p)
     return p
 
@@ -80,9 +90,17 @@ def run(args):
     else:
         iterations = args.iterations or CAFFE_ITERATIONS
         batches = iter(dict, None)      # no arrays to feed: an empty dict per pass
+    if args.crops == 10 and not data.blob_names:
+        raise NetdefError(net.file, None, None, "--crops 10 cuts the crops from the images the net's data "
+                          "layers read; this net reads none", "arrays from --input are fed as they are")
+    averaged, crop_sizes = None, {}
+    if args.crops == 10 or args.ensemble:
+        averaged, data, crop_sizes = averaged_scoring(args, net, weights, strict, device)
     if data.blob_names:
         batches = (dict(fed, **read) for fed, read in zip(batches, data.batches()))
-    gm = netdef.compile_net(net, weights, outputs=outputs_with_losses(net), strict=strict)
+    if averaged is not None:
+        net, batches = averaged.net, averaged.batches(batches, crop_sizes)
+    gm = netdef.compile_net(net, None if averaged else weights, outputs=outputs_with_losses(net), strict=strict)
     place(gm, device, args.channels_last)
 
     def print_batch(i, values):
@@ -97,3 +115,20 @@ def run(args):
         for v in means:
             print("%s = %s%s" % (name, caffe_float(v), loss_note(v, weight)))
     return 0
+
+
+def averaged_scoring(args, net, weights, strict, device):
+    """(the AveragedScoring of the net and its --ensemble members, the NetData to read,
+    {image top: crop size}): with --crops 10 the data layers read whole images."""
+    from compiler import pipeline
+    from netdef.data.feed import NetData
+    from netdef.inference.averaged import AveragedScoring, uncropped
+    state, shapes = net_state(args), parse_input_shapes(args.input_shape)
+    averaged = AveragedScoring(net, args.crops, device, args.precision, args.channels_last)
+    averaged.add(net, weights, weights, strict)
+    for spec in args.ensemble:
+        net_file, member_weights = member_files(spec, args.net)
+        member = net if net_file == args.net else pipeline.build(net_file, state, shapes, args.max_memory)
+        averaged.add(member, member_weights, member_weights, strict)
+    whole, crop_sizes = uncropped(net, state, shapes) if args.crops == 10 else (net, {})
+    return averaged, NetData(whole), crop_sizes

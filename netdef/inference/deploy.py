@@ -24,11 +24,10 @@ PROB = "prob"
 def deploy(net, batch=None):
     """net: a wired, shaped TEST net. -> caffe_pb2.NetParameter of its deploy net."""
     removed = [l for l in net.layers if isinstance(l.defn, (LossLayer, Accuracy))]
-    losses = [l for l in removed if isinstance(l.defn, LossLayer)]
-    if not losses:
+    main = main_loss(net)
+    if main is None:
         raise NetdefError(net.file, None, None, "the net has no loss layer: it is a deploy net already",
                           "deploy turns a train_val net (data, losses) into the net that predicts")
-    main = max(reversed(losses), key=lambda l: sum(loss_weight(l)))
     prediction = main.bottoms[0]
     softmax = None
     if isinstance(main.defn, SoftmaxWithLoss):
@@ -57,6 +56,23 @@ def deploy(net, batch=None):
     if softmax is not None:
         proto.layer.add().CopyFrom(softmax)
     return proto
+
+
+def deploy_net(net):
+    """The deploy net of a wired, shaped TEST net, wired and shaped: the net that predicts."""
+    from google.protobuf import text_format
+    from compiler import pipeline
+    from compiler.frontends import prototxt
+    from compiler.state import NetState
+    return pipeline.build_net(prototxt.load_net(net.file, text=text_format.MessageToString(deploy(net))),
+                              NetState("TEST"))
+
+
+def main_loss(net):
+    """The net's main loss layer: the largest loss_weight, the last of equals (None without
+    losses). Its first bottom is what the net predicts."""
+    losses = [l for l in net.layers if isinstance(l.defn, LossLayer)]
+    return max(reversed(losses), key=lambda l: sum(loss_weight(l))) if losses else None
 
 
 def _needed_layers(net, outputs, gone):

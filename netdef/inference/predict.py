@@ -79,17 +79,18 @@ class Preprocessor:
 
 
 def ten_crops(image, crop):
-    """CxHxW -> (10, C, crop, crop): the corners (top-left, top-right, bottom-left,
-    bottom-right), the centre (offset (H-c)//2, (W-c)//2, the DataTransformer's TEST
-    crop), then the same five mirrored. crop 0: the whole image, ten times."""
-    _, h, w = image.shape
+    """CxHxW (or any ...xHxW, a batch NxCxHxW) -> (10, ..., crop, crop): the corners
+    (top-left, top-right, bottom-left, bottom-right), the centre (offset (H-c)//2,
+    (W-c)//2, the DataTransformer's TEST crop), then the same five mirrored. crop 0: the
+    whole image, ten times."""
+    h, w = image.shape[-2:]
     c_h, c_w = (crop, crop) if crop else (h, w)
     if c_h > h or c_w > w:
         raise NetdefError(None, None, None, "crop %d is larger than the image (%dx%d)" % (crop, h, w),
                           "resize the images (--resize) or crop less")
     offsets = [(0, 0), (0, w - c_w), (h - c_h, 0), (h - c_h, w - c_w), ((h - c_h) // 2, (w - c_w) // 2)]
-    five = np.stack([image[:, y:y + c_h, x:x + c_w] for y, x in offsets])
-    return np.concatenate([five, five[:, :, :, ::-1]])
+    five = np.stack([image[..., y:y + c_h, x:x + c_w] for y, x in offsets])
+    return np.concatenate([five, five[..., ::-1]])
 
 
 def probabilities(outputs, blob, softmax):
