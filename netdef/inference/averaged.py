@@ -96,7 +96,7 @@ class Member:
 
     def __init__(self, net, weights, source, strict, device, channels_last):
         import netdef
-        scoring_layers(net)
+        scoring_layers(net)         # a member must be a classifier too: refused as the net would be
         predicting = deploy_net(net)
         (self.blob,), self.source = predicting.outputs, source
         self.gm = netdef.compile_net(predicting, weights, outputs=[self.blob], strict=strict)
