@@ -4,7 +4,9 @@
 # Chromium; Debian packages, as root): the tests themselves install nothing and skip,
 # saying why, where these are missing;
 # `make acceptance` trains Caffe's LeNet on scikit-learn's digits with `netdef train`
-# (examples/digits), through ImageData and through an LMDB: at least 98% test accuracy each.
+# (examples/digits), through ImageData and through an LMDB: at least 98% test accuracy each;
+# then the photo example (examples/cat_coffee_neither.py: scikit-image's bundled photos,
+# fine-tuned, its grid of predictions drawn into build/).
 PY ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -41,3 +43,4 @@ $(VENV)/.examples: $(VENV)/.installed
 
 acceptance: $(VENV)/.examples
 	$(BIN)/python examples/digits/acceptance.py
+	$(BIN)/python examples/cat_coffee_neither.py --grid build/cat_coffee_neither.png

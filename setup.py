@@ -7,6 +7,9 @@ VERSION = re.search(r'__version__ = "([^"]+)"', open("netdef/version.py").read()
 # Caffe's data layers: OpenCV decodes and resizes images as Caffe does, lmdb reads Datum
 # databases, h5py reads HDF5Data sources (netdef/data).
 DATA = ["opencv-python-headless>=4.5,<5", "lmdb", "h5py"]
+# The photo example (examples/cat_coffee_neither.py) cuts its data set from the sample
+# photos that ship inside scikit-image's wheel, and draws its result with matplotlib.
+PHOTOS = ["scikit-image", "matplotlib"]
 
 setup(
     name="netdef",
@@ -19,12 +22,12 @@ setup(
                   "grammar": ["*.lark"]},
     python_requires=">=3.9",
     install_requires=["protobuf>=4.21", "torch>=2.1", "numpy", "lark>=1.1", "networkx"],
-    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py", "matplotlib",
-                             "safetensors", "onnxruntime"] + DATA,
+    extras_require={"test": ["pytest", "hypothesis", "onnx", "onnxscript", "grpcio-tools", "h5py",
+                             "safetensors", "onnxruntime"] + DATA + PHOTOS,
                     "data": DATA, "hdf5": ["h5py"], "plot": ["matplotlib"],
                     "safetensors": ["safetensors"],
                     "onnx": ["onnx", "onnxscript", "onnxruntime"],
-                    # the digits acceptance run (make acceptance), examples/transfer_digits.py and the data benchmark
-                    "examples": DATA + ["scikit-learn"], "bench": DATA + ["torchvision"]},
+                    # the acceptance runs (make acceptance): the digits examples and the photo example
+                    "examples": DATA + PHOTOS + ["scikit-learn"], "bench": DATA + ["torchvision"]},
     entry_points={"console_scripts": ["netdef=netdef.cli:console"]},
 )
