@@ -25,8 +25,9 @@ import torch.nn as nn
 from compiler.backends.record import META_KEY, ModuleRecord
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.layers.normalization import BatchNorm, batch_norm_scale
+from compiler.layers.normalization import BatchNorm
 from compiler.layers.scale_bias import Scale
+from compiler.runtime.normalization import batch_norm_scale
 
 
 # Names a submodule or argument may not take: Python's keywords and everything an

@@ -5,9 +5,6 @@ ext = dilation*(kernel-1)+1. Deconvolution inverts it: out = stride*(in-1) + ext
 Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k...) for
 Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
 """
-import torch
-import torch.nn as nn
-
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.layers.fillers import fill
 
@@ -86,6 +83,8 @@ class _ConvBase(LayerDef):
         return shapes[0][1] // p.group * prod(kernel) * prod(self.shape(layer, shapes)[0][2:])
 
     def lower(self, layer, shapes):
+        import torch
+        import torch.nn as nn
         p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
         nspatial = len(kernel)
         cls = {(1, False): nn.Conv1d, (2, False): nn.Conv2d, (3, False): nn.Conv3d,

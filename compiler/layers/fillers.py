@@ -1,7 +1,9 @@
-"""Caffe's weight fillers (FillerParameter), for blobs that no caffemodel provides."""
-import math
+"""Caffe's weight fillers (FillerParameter), for blobs that no caffemodel provides.
 
-import torch
+fill() runs only when a layer is lowered, so it imports torch itself: the rest of
+compiler/layers (the filler names the checks use among it) stays importable without torch.
+"""
+import math
 
 # Caffe's filler names (GetFiller in filler.hpp), all implemented by fill().
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
@@ -9,6 +11,8 @@ FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier"
 
 def fill(tensor, filler):
     """Fill `tensor` in place the way Caffe's filler of this FillerParameter would."""
+    import torch
+
     kind = filler.type if filler is not None else "constant"
     shape = tensor.shape
     fan_in = tensor.numel() // shape[0] if len(shape) > 0 and shape[0] else 1

@@ -25,7 +25,7 @@ def add_parser(sub):
 def run(args):
     from compiler.backends.summary import summarize
     from compiler.passes.weights import match_weights
-    from netdef.api import read_weights
+    from compiler.frontends.weights import read_weights
     weights, warnings = None, []
     try:
         net, errors = read_and_check(args)
