@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from compiler.errors import NetdefError
 from compiler.layers.base import prod
+from compiler.layers.fillers import zeros
 
 
 @torch.fx.wrap
@@ -32,9 +33,9 @@ class CaffeInnerProduct(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.axis, self.transpose, self.layer = axis, transpose, layer
-        self.weight = nn.Parameter(torch.zeros((in_features, out_features) if transpose
-                                               else (out_features, in_features)))
-        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features)) if bias else None)
+        self.weight = nn.Parameter(zeros((in_features, out_features) if transpose
+                                         else (out_features, in_features)))
+        self.register_parameter("bias", nn.Parameter(zeros(out_features)) if bias else None)
 
     def extra_repr(self):
         return "weight=%s, axis=%d%s" % (tuple(self.weight.shape), self.axis,
