@@ -22,6 +22,7 @@ def f32(x):
 
 
 def pooled_size(size, kernel, pad, stride, ceil):
+    """Caffe's Pooling output size on one axis (rounding as compiler/layers/pooling.py says)."""
     span = size + 2 * pad - kernel
     out = (math.ceil(span / stride) if ceil else span // stride) + 1
     if pad and (out - 1) * stride >= size + pad:
@@ -43,6 +44,7 @@ def padding_after(size, out, kernel, pad, stride):
 
 
 def _torch_size(size, kernel, pad, stride, ceil):
+    """PyTorch's pooling output size on one axis."""
     span = size + 2 * pad - kernel
     out = (-(-span // stride) if ceil else span // stride) + 1
     if ceil and (out - 1) * stride >= size + pad:

@@ -5,7 +5,7 @@ A loss top is a 0-axis blob (Caffe's LossLayer::Reshape), and the net's loss is 
 of every top times its loss weight: `loss_weight(layer)` gives them as Caffe does.
 Gradients come from autograd. Where Caffe's hand-written backward is not the derivative
 of its forward (the FLT_MIN clamp of SoftmaxWithLoss, ContrastiveLoss's 1e-4), the module
-computes Caffe's value and routes Caffe's gradient (`_value_with_grad_of`). Labels get no
+computes Caffe's value and routes Caffe's gradient (compiler/runtime/loss.py). Labels get no
 gradient: Caffe refuses to backpropagate to them.
 """
 from compiler.layers import registry
