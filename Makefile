@@ -12,7 +12,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-deps bench acceptance
+.PHONY: setup test test-deps bench acceptance grammar
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -44,3 +44,7 @@ $(VENV)/.examples: $(VENV)/.installed
 acceptance: $(VENV)/.examples
 	$(BIN)/python examples/digits/acceptance.py
 	$(BIN)/python examples/cat_coffee_neither.py --grid build/cat_coffee_neither.png
+
+# The netdef language's LALR tables (grammar/netdef_lalr.py), after a change to grammar/netdef.lark.
+grammar: setup
+	$(BIN)/python -c "from compiler.frontends.dsl.syntax import write_tables; write_tables()"

@@ -17,6 +17,7 @@ from common import SCRATCH, VGG16, emit, interleaved, median, recipe_caffemodel
 
 import netdef
 from compiler.frontends.caffemodel import read_caffemodel
+from netdef.api import load_weights
 
 
 def raw_read(path):
@@ -36,7 +37,7 @@ def main():
     net = netdef.parse(VGG16)
     gm = netdef.compile_net(net)
     times = interleaved({"raw": lambda: raw_read(path), "read": lambda: read_caffemodel(path),
-                         "load": lambda: netdef.api.load_weights(net, gm, path)}, args.rounds)
+                         "load": lambda: load_weights(net, gm, path)}, args.rounds)
     speed = {k: mb / median(v) for k, v in times.items()}
     note = "VGG-16, %.0f MB, page cache, median of %d" % (mb, args.rounds)
     emit("caffemodel read_caffemodel", round(speed["read"]), "MB/s", "raw read", round(speed["raw"]),

@@ -3,7 +3,8 @@
 A Net starts as an ordered list of Layers (what a frontend read). The wiring pass
 (passes/wiring.py) turns Caffe's blob names into SSA ids, so that a blob written in place
 by several layers (conv1 -> relu1 -> bn1, all "conv1") becomes a chain of distinct values,
-and fills `graph`: one node per layer, one edge per (producer, consumer, blob).
+recorded in each layer's `bottoms` and `tops` and each blob's `producer`; `graph` gives the
+same as a networkx graph: one node per layer, one edge per (producer, consumer, blob).
 
 Users still speak Caffe: `net.latest["conv1"]` is the SSA id of conv1's value after the
 last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
@@ -12,8 +13,6 @@ Weights travel as LayerBlobs, one per layer of a weights file, matched to the ne
 layers by name (compiler/accounting.py says which blob fills which).
 """
 from dataclasses import dataclass, field
-
-import networkx as nx
 
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
@@ -91,13 +90,29 @@ class Net:
         self.blobs = {}                  # SSA id -> Blob
         self.latest = {}                 # Caffe blob name -> SSA id of its final value
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
-        self.graph = nx.MultiDiGraph()
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
         self.expected_shapes = []        # ShapeExpectations the source declares
 
     @property
     def phase(self):
         return self.state.phase
+
+    @property
+    def graph(self):
+        """The wired net as a networkx MultiDiGraph, made from the wiring's records when
+        asked (a new graph each time): one node per layer (its key, with the Layer as
+        `layer`), one edge per blob a layer reads from the layer that produced it (keyed
+        and labelled `blob` by its SSA id). networkx is imported here, not with the IR: it
+        takes a tenth of a second, which reading, checking and drawing a net do not need."""
+        import networkx as nx
+        graph = nx.MultiDiGraph()
+        for layer in self.layers:
+            graph.add_node(layer.key, layer=layer)
+            for sid in layer.bottoms:
+                producer = self.blobs[sid].producer if sid in self.blobs else None
+                if producer is not None:
+                    graph.add_edge(producer, layer.key, key=sid, blob=sid)
+        return graph
 
     @property
     def layers(self):

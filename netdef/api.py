@@ -4,8 +4,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from compiler import pipeline
 from compiler.backends import torch_fx, torch_weights
 from compiler.backends.caffemodel import export_caffemodel, write_caffemodel
@@ -13,8 +11,8 @@ from compiler.backends.prototxt import net_to_text
 from compiler.backends.fold import fast_path
 from compiler.backends.record import record_of
 from compiler.errors import NetdefError, NetdefWarning
-from compiler.frontends import caffemodel, safetensors_file, saved
-from compiler.ir import LayerBlobs
+from compiler.frontends import saved
+from compiler.frontends.weights import read_weights
 from compiler.layers import registry
 from compiler.state import NetState
 from netdef.inference import compile_for_inference
@@ -83,19 +81,6 @@ def export(gm, caffemodel_path, prototxt_path=None):
     """Write a compiled module's current weights as a Caffe .caffemodel (and its net as a
     prototxt): the files Caffe, or netdef.load, reads back."""
     export_caffemodel(record_of(gm).net, gm, caffemodel_path, prototxt_path)
-
-
-def read_weights(weights):
-    """A .caffemodel path, a saved .netdef, a .safetensors (netdef export's) or {layer: [arrays]} -> ([LayerBlobs], file)."""
-    if isinstance(weights, dict):
-        return [LayerBlobs(k, "", [np.asarray(a, np.float32) for a in v], [False] * len(v))
-                for k, v in weights.items()], None
-    file = str(weights)
-    if file.endswith(saved.SUFFIX):
-        return saved.read_saved(Path(file))[1], file
-    if file.endswith(safetensors_file.SUFFIX):
-        return safetensors_file.read_safetensors(file), file
-    return caffemodel.read_caffemodel(file), file
 
 
 def load_weights(net, gm, weights, strict=False):

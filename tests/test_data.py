@@ -186,6 +186,14 @@ def test_shapes_come_from_the_source_and_input_shape_works_without_it(image_case
     assert main(["summary", str(net), "--input-shape", "data=4,3,8,8", "--input-shape", "label=4"]) == 0
 
 
+def test_every_source_netdef_reads_has_its_shapes_hook():
+    """netdef.data registers the hooks by type name without loading the readers; the names
+    are those of the readers it has."""
+    import netdef.data
+    from netdef.data.sources import SOURCES
+    assert set(netdef.data.SOURCE_TYPES) == set(SOURCES)
+
+
 def make_lmdb(path, datums):
     env = lmdb.open(str(path), map_size=1 << 24)
     with env.begin(write=True) as txn:

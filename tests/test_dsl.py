@@ -1,5 +1,6 @@
 """The netdef language (docs/dsl.md): what each construct builds, the errors it reports,
 and `netdef convert` in both directions over the corpus."""
+import lark
 import numpy as np
 import pytest
 import torch
@@ -551,3 +552,20 @@ def test_docs_examples_work(tmp_path, monkeypatch):
     scope = {}
     exec(compile(python, "docs/dsl.md", "exec"), scope)    # the doc's own example, run as written
     assert scope["loss"].item() > 0 and (tmp_path / "tiny.caffemodel").is_file()
+
+
+def test_the_stored_parse_tables_are_the_grammars():
+    """grammar/netdef_lalr.py holds the LALR tables computed from grammar/netdef.lark, so
+    that a process does not compute them (about 0.1 s); after a grammar change, `make
+    grammar` writes them again."""
+    from grammar import netdef_lalr
+    from compiler.frontends.dsl import syntax
+    assert netdef_lalr.GRAMMAR_SHA256 == syntax.grammar_digest(), "grammar/netdef_lalr.py is stale: run `make grammar`"
+    if netdef_lalr.LARK_VERSION != lark.__version__:
+        pytest.skip("the tables are for lark %s, this is lark %s: the parser computes its own"
+                    % (netdef_lalr.LARK_VERSION, lark.__version__))
+    # lark numbers the states differently in each process: compare what the tables parse.
+    stored, computed = syntax.parser(), syntax.build_parser()
+    for path in sorted((ROOT / "zoo_defs").glob("*.net")):
+        text = path.read_text()
+        assert stored.parse(text, start="start") == computed.parse(text, start="start"), path.name

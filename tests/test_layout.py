@@ -17,14 +17,18 @@ PACKAGES = ("compiler", "netdef", "grammar")
 # a checked net into something else (a module, a file, a picture) and may re-run passes on
 # a net it rewrites (fold), never a frontend. `netdef` (the API, the CLI, and the rooms
 # above the compiler: training, data, inference) builds on all of it; the compiler never
-# imports it.
+# imports it. The runtime (compiler/runtime) holds the torch modules that the layer
+# definitions lower to: it reads only the layers' torch-free arithmetic beneath it, and the
+# layer definitions import it inside lower() alone, so that nothing but lowering imports
+# torch; the backends and `netdef` use its modules (the fused BatchNorm and Scale).
 ALLOWED = {
-    "base": {"base"},
+    "base": {"base", "runtime"},
+    "runtime": {"base", "runtime"},
     "frontends": {"base", "frontends"},
     "passes": {"base", "passes"},
     "pipeline": {"base", "frontends", "passes", "pipeline"},
-    "backends": {"base", "passes", "pipeline", "backends"},
-    "netdef": {"base", "frontends", "passes", "pipeline", "backends", "netdef"},
+    "backends": {"base", "runtime", "passes", "pipeline", "backends"},
+    "netdef": {"base", "runtime", "frontends", "passes", "pipeline", "backends", "netdef"},
 }
 
 
@@ -35,7 +39,7 @@ def part(module):
         return "netdef"
     if names[0] == "grammar":
         return "base"
-    if len(names) > 1 and names[1] in ("frontends", "passes", "backends", "pipeline"):
+    if len(names) > 1 and names[1] in ("frontends", "passes", "backends", "pipeline", "runtime"):
         return names[1]
     return "base"
 

@@ -2,7 +2,7 @@
 constructor_args() and its state_dict, a compiled module survives torch.save / torch.load,
 and an SSD net exports to ONNX up to its DetectionOutput, which refuses export by name.
 
-Three small nets together use every runtime module class of compiler/layers (a test
+Three small nets together use every runtime module class of compiler/runtime (a test
 checks that, so a new class must join them).
 """
 import copy
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import compiler.layers
+import compiler.runtime
 import netdef
 from compiler.layers.base import constructor_args
 from netdef.api import load_weights
@@ -138,10 +138,10 @@ def is_plain(value):
 
 
 def runtime_classes():
-    """Every nn.Module class defined in compiler/layers."""
+    """Every nn.Module class defined in compiler/runtime."""
     found = set()
-    for info in pkgutil.iter_modules(compiler.layers.__path__):
-        module = importlib.import_module("compiler.layers." + info.name)
+    for info in pkgutil.iter_modules(compiler.runtime.__path__):
+        module = importlib.import_module("compiler.runtime." + info.name)
         found |= {c for c in vars(module).values() if isinstance(c, type) and issubclass(c, nn.Module)
                   and c.__module__ == module.__name__}
     return found

@@ -11,9 +11,8 @@ a run of layers included in one phase is a `phase TRAIN { }` block.
 import math
 import re
 
-import numpy as np
-
 from compiler.errors import NetdefError
+from compiler.layers.arithmetic import f32
 from compiler.proto import caffe_pb2, is_repeated
 from grammar import BUILTIN_FUNCTIONS, KEYWORDS, SUM_OP
 from grammar.spelling import Spelling
@@ -330,7 +329,7 @@ def number_text(v, single):
     if single:
         for digits in range(1, 10):
             text = "%.*g" % (digits, v)
-            if np.float32(float(text)) == np.float32(v):
+            if f32(float(text)) == f32(v):
                 break
     else:
         text = repr(v)

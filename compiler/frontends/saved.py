@@ -15,7 +15,6 @@ import zlib
 from compiler.accounting import MEMORY_ENV, human_bytes, memory_budget
 from compiler.errors import NetdefError
 from compiler.files import check_format, format_stamp, regular_file
-from compiler.frontends import caffemodel
 
 SUFFIX = ".netdef"
 NET_ENTRY = "net.prototxt"
@@ -70,6 +69,9 @@ def read_saved(path, max_memory=None):
     except UnicodeDecodeError as e:
         fail("a text entry is not UTF-8 (%s)" % e.reason)
     check_format(stamp, FORMAT_KIND, FORMAT_VERSION, shown)
+    # Imported here: the pipeline imports this module to read any net, and the weights'
+    # parser loads numpy, which reading a prototxt does not need.
+    from compiler.frontends import caffemodel
     return text, caffemodel.parse_caffemodel(data[WEIGHTS_ENTRY], shown)
 
 

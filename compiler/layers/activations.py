@@ -6,10 +6,6 @@ does because the PyTorch ops chosen here do). Threshold, like Caffe's, has no gr
 """
 import math
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
 from compiler.layers.base import LayerDef, ShapeError
 from compiler.layers.fillers import fill
 
@@ -38,6 +34,7 @@ class ReLU(Elementwise):
     dsl_abbreviations = {"slope": "negative_slope"}
 
     def module(self, p, shape):
+        import torch.nn as nn
         return nn.LeakyReLU(p.negative_slope) if p.negative_slope else nn.ReLU()
 
     def lower_in_place(self, layer, module, private):
@@ -62,6 +59,7 @@ class PReLU(Elementwise):
         return [()] if layer.param.prelu_param.channel_shared else [(shapes[0][1],)]
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffePReLU
         module = CaffePReLU(() if p.channel_shared else (shape[1],))
         if p.HasField("filler"):
             fill(module.weight.data, p.filler)
@@ -75,6 +73,7 @@ class ELU(Elementwise):
     dsl_name = "elu"
 
     def module(self, p, shape):
+        import torch.nn as nn
         return nn.ELU(p.alpha)
 
 
@@ -84,6 +83,7 @@ class Sigmoid(Elementwise):
     dsl_name = "sigmoid"
 
     def module(self, p, shape):
+        import torch.nn as nn
         return nn.Sigmoid()
 
 
@@ -93,6 +93,7 @@ class TanH(Elementwise):
     dsl_name = "tanh"
 
     def module(self, p, shape):
+        import torch.nn as nn
         return nn.Tanh()
 
 
@@ -100,6 +101,7 @@ class AbsVal(Elementwise):
     type = "AbsVal"
 
     def module(self, p, shape):
+        from compiler.runtime.activations import Abs
         return Abs()
 
 
@@ -107,6 +109,7 @@ class BNLL(Elementwise):
     type = "BNLL"
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeBNLL
         return CaffeBNLL()
 
 
@@ -116,6 +119,7 @@ class Power(Elementwise):
     dsl_name = "power"
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffePower
         return CaffePower(p.power, p.scale, p.shift)
 
 
@@ -128,6 +132,7 @@ class Exp(Elementwise):
 
     def module(self, p, shape):
         # Caffe's ExpLayer: base^(shift + scale*x) = base^shift * e^(ln(base)*scale*x).
+        from compiler.runtime.activations import CaffeExp
         ln_base = 1.0 if p.base == -1 else math.log(p.base)
         outer = 1.0 if p.shift == 0 else (math.exp(p.shift) if p.base == -1 else p.base ** p.shift)
         return CaffeExp(ln_base * p.scale, outer)
@@ -146,6 +151,7 @@ class Log(Elementwise):
                              "use base -1 (e), 2 or 10")
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeLog
         return CaffeLog(p.scale, p.shift, 1.0 if p.base == -1 else 1.0 / math.log(p.base))
 
 
@@ -154,6 +160,7 @@ class Threshold(Elementwise):
     param_field = "threshold_param"
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeThreshold
         return CaffeThreshold(p.threshold)
 
 
@@ -169,6 +176,7 @@ class Clip(Elementwise):
             raise ShapeError("clip_param.min %g is greater than max %g" % (p.min, p.max))
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeClip
         return CaffeClip(p.min, p.max)
 
 
@@ -177,6 +185,7 @@ class Swish(Elementwise):
     param_field = "swish_param"
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeSwish
         return CaffeSwish(p.beta)
 
 
@@ -194,6 +203,7 @@ class Dropout(Elementwise):
             raise ShapeError("dropout_ratio %g is outside [0, 1)" % ratio)
 
     def module(self, p, shape):
+        from compiler.runtime.activations import CaffeDropout
         return CaffeDropout(p.dropout_ratio, p.scale_train)
 
 
@@ -202,125 +212,6 @@ def _check_base(base):
     must be finite."""
     if base != -1 and not 0 < base < math.inf:
         raise ShapeError("base %g must be a positive finite number (or -1 for e)" % base)
-
-
-class CaffePReLU(nn.Module):
-    """The slope blob is (C,), or () when one slope is shared; 0.25 until set (Caffe's
-    default filler)."""
-
-    def __init__(self, blob_shape):
-        super().__init__()
-        self.blob_shape = tuple(blob_shape)
-        self.weight = nn.Parameter(torch.full(self.blob_shape, 0.25))
-
-    def forward(self, x):
-        # F.prelu broadcasts a (C,) slope over axis 1 and gives slope*grad at x == 0, as Caffe.
-        return F.prelu(x, self.weight)
-
-
-class Abs(nn.Module):
-    def forward(self, x):
-        return torch.abs(x)
-
-
-class CaffeBNLL(nn.Module):
-    def forward(self, x):
-        # log(1 + e^x) without overflow: Caffe's x + log(1 + e^-x) for x > 0, in one branch.
-        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
-
-
-class CaffePower(nn.Module):
-    def __init__(self, power, scale, shift):
-        super().__init__()
-        self.power, self.scale, self.shift = power, scale, shift
-
-    def extra_repr(self):
-        return "power=%g, scale=%g, shift=%g" % (self.power, self.scale, self.shift)
-
-    def forward(self, x):
-        if self.power == 0 or self.scale == 0:
-            # Caffe fills a constant (and its gradient is 0), even where 0^negative is inf.
-            return torch.full_like(x, 1.0 if self.power == 0 else self.shift ** self.power)
-        y = x * self.scale + self.shift
-        return y if self.power == 1 else y.pow(self.power)
-
-
-class CaffeExp(nn.Module):
-    def __init__(self, inner, outer):
-        super().__init__()
-        self.inner, self.outer = inner, outer
-
-    def extra_repr(self):
-        return "y = %g * exp(%g * x)" % (self.outer, self.inner)
-
-    def forward(self, x):
-        return torch.exp(x * self.inner) * self.outer
-
-
-class CaffeLog(nn.Module):
-    def __init__(self, scale, shift, base_scale):
-        super().__init__()
-        self.scale, self.shift, self.base_scale = scale, shift, base_scale
-
-    def extra_repr(self):
-        return "y = %g * log(%g * x + %g)" % (self.base_scale, self.scale, self.shift)
-
-    def forward(self, x):
-        return torch.log(x * self.scale + self.shift) * self.base_scale
-
-
-class CaffeThreshold(nn.Module):
-    def __init__(self, threshold):
-        super().__init__()
-        self.threshold = threshold
-
-    def extra_repr(self):
-        return "threshold=%g" % self.threshold
-
-    def forward(self, x):
-        return (x > self.threshold).to(x.dtype)
-
-
-class CaffeClip(nn.Module):
-    def __init__(self, lo, hi):
-        super().__init__()
-        self.lo, self.hi = lo, hi
-
-    def extra_repr(self):
-        return "min=%g, max=%g" % (self.lo, self.hi)
-
-    def forward(self, x):
-        # clamp passes the gradient on min <= x <= max, bounds included, like Caffe's Clip.
-        return torch.clamp(x, self.lo, self.hi)
-
-
-class CaffeSwish(nn.Module):
-    def __init__(self, beta):
-        super().__init__()
-        self.beta = beta
-
-    def extra_repr(self):
-        return "beta=%g" % self.beta
-
-    def forward(self, x):
-        return x * torch.sigmoid(x * self.beta)
-
-
-class CaffeDropout(nn.Module):
-    """TRAIN (train()): zero each value with probability `ratio`. With scale_train (BVLC)
-    the kept values are scaled by 1/(1-ratio) and TEST is the identity; the fork's
-    scale_train: false keeps them as they are and scales by (1-ratio) in TEST instead."""
-
-    def __init__(self, ratio, scale_train=True):
-        super().__init__()
-        self.ratio, self.scale_train = ratio, scale_train
-
-    def extra_repr(self):
-        return "ratio=%g%s" % (self.ratio, "" if self.scale_train else ", scale_train=False")
-
-    def forward(self, x):
-        y = F.dropout(x, self.ratio, self.training)
-        return y if self.scale_train else y * (1 - self.ratio)
 
 
 LAYERS = [ReLU(), PReLU(), ELU(), Sigmoid(), TanH(), AbsVal(), BNLL(), Power(), Exp(), Log(),

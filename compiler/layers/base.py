@@ -13,7 +13,9 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
 - `workspace_values()`: the temporaries its module allocates while it runs (counted in
   the memory budget);
 - `lower()`: a torch.nn.Module computing what Caffe computes. Its forward takes the bottoms
-  and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`;
+  and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`.
+  The built-in types' module classes are in compiler/runtime, which `lower()` imports, so
+  that everything else here (reading, checking, summarising, drawing) runs without torch;
 - `lower_in_place()`: the same computation written into a bottom nobody else sees;
 - `declare_shapes()`: how a written net records the shapes its tops were given;
 - `in_place`, `aliases_bottom`: how the type treats its blobs (see the attributes);

@@ -5,11 +5,8 @@ ext = dilation*(kernel-1)+1. Deconvolution inverts it: out = stride*(in-1) + ext
 Weights are (C_out, C_in/group, k...) for Convolution and (C_in, C_out/group, k...) for
 Deconvolution, which are also PyTorch's layouts, so blobs load without reshaping.
 """
-import torch
-import torch.nn as nn
-
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
-from compiler.layers.fillers import fill
+from compiler.layers.fillers import fill, zeros
 
 
 class _ConvBase(LayerDef):
@@ -86,6 +83,7 @@ class _ConvBase(LayerDef):
         return shapes[0][1] // p.group * prod(kernel) * prod(self.shape(layer, shapes)[0][2:])
 
     def lower(self, layer, shapes):
+        import torch.nn as nn
         p, kernel, pad, stride, dilation = self.geometry(layer, shapes[0])
         nspatial = len(kernel)
         cls = {(1, False): nn.Conv1d, (2, False): nn.Conv2d, (3, False): nn.Conv3d,
@@ -96,15 +94,14 @@ class _ConvBase(LayerDef):
         # Built on the meta device, then given real parameters: Caffe's fillers set every
         # value, so PyTorch's own init would be wasted (and skip_init, which would skip it
         # too, imports sympy on first use: a third of a second per process). Without a
-        # filler the blobs are Caffe's default, zero: torch.zeros maps zeroed pages without
-        # writing them (ResNet-152's 240 MB were 3.5 s of a compile when filled).
+        # filler the blobs are Caffe's default, zero, in pages mapped on first write (zeros()).
         m = cls(shapes[0][1], p.num_output, tuple(kernel), stride=tuple(stride), padding=tuple(pad),
                 dilation=tuple(dilation), groups=p.group, bias=p.bias_term, device="meta")
-        m.weight = nn.Parameter(torch.zeros(m.weight.shape))
+        m.weight = nn.Parameter(zeros(m.weight.shape))
         if p.HasField("weight_filler"):
             fill(m.weight.data, p.weight_filler)
         if p.bias_term:
-            m.bias = nn.Parameter(torch.zeros(m.bias.shape))
+            m.bias = nn.Parameter(zeros(m.bias.shape))
             if p.HasField("bias_filler"):
                 fill(m.bias.data, p.bias_filler)
         return m

@@ -1,14 +1,31 @@
-"""Caffe's weight fillers (FillerParameter), for blobs that no caffemodel provides."""
-import math
+"""Caffe's weight fillers (FillerParameter), for blobs that no caffemodel provides.
 
-import torch
+fill() and zeros() run only when a layer is lowered, so they import torch themselves: the
+rest of compiler/layers (the filler names the checks use among it) stays importable
+without torch.
+"""
+import math
 
 # Caffe's filler names (GetFiller in filler.hpp), all implemented by fill().
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
 
 
+def zeros(shape):
+    """A float32 tensor of zeros, the value of Caffe's default filler (constant 0), in memory
+    that the system hands over zeroed: numpy takes a large array's memory with calloc, whose
+    pages are mapped only when first written. A blob that weights or a filler overwrite, or
+    that nobody reads (`netdef compile` without weights), then costs no pass over memory;
+    torch.zeros writes every byte (ResNet-152's 240 MB: 0.5 s idle, 2.5 s on the loaded
+    machine, of a 3.5 s compile)."""
+    import numpy as np
+    import torch
+    return torch.from_numpy(np.zeros(shape, np.float32))
+
+
 def fill(tensor, filler):
     """Fill `tensor` in place the way Caffe's filler of this FillerParameter would."""
+    import torch
+
     kind = filler.type if filler is not None else "constant"
     shape = tensor.shape
     fan_in = tensor.numel() // shape[0] if len(shape) > 0 and shape[0] else 1

@@ -8,12 +8,6 @@ K is fixed by the weights, so an input of another size than the net was built fo
 256x256 image into a net for 224x224) cannot work; the module says so, naming the layer
 and both counts, instead of failing inside a matmul.
 """
-import torch
-import torch.fx
-import torch.nn as nn
-import torch.nn.functional as F
-
-from compiler.errors import NetdefError
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.layers.fillers import fill
 
@@ -54,6 +48,7 @@ class InnerProduct(LayerDef):
         return prod(shapes[0][1:axis]) * k * p.num_output
 
     def lower(self, layer, shapes):
+        from compiler.runtime.inner_product import CaffeInnerProduct
         p, axis, k = self._dims(layer, shapes[0])
         module = CaffeInnerProduct(k, p.num_output, axis, p.bias_term, p.transpose, layer.name)
         if p.HasField("weight_filler"):
@@ -61,46 +56,6 @@ class InnerProduct(LayerDef):
         if p.bias_term and p.HasField("bias_filler"):
             fill(module.bias.data, p.bias_filler)
         return module
-
-
-@torch.fx.wrap
-def flatten_checked(x, axis, k, layer):
-    """x flattened from `axis` on into the `k` values per item the weights take; a
-    NetdefError naming the layer if it holds another number. torch.fx.wrap keeps it one
-    call in a symbolically traced graph, run on real shapes; torch.compile and export see
-    a check of static sizes (a guard)."""
-    count = prod(x.shape[axis:])
-    if count != k:
-        raise NetdefError(None, None, layer, "got an input of %d values per item (%s from axis %d on), but its "
-                          "weights take %d" % (count, "x".join(str(d) for d in x.shape), axis, k),
-                          "the weights fix the size of what reaches this layer: feed the input size "
-                          "the net was built for")
-    return x if x.dim() == axis + 1 else x.flatten(axis)
-
-
-class CaffeInnerProduct(nn.Module):
-    """in_features (K, the axes from `axis` on) -> out_features. The blobs are zero until
-    set, as Caffe's default fillers leave them. `layer`, the Caffe layer's name, names it
-    in the error for an input of another size."""
-
-    def __init__(self, in_features, out_features, axis, bias, transpose, layer=None):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.axis, self.transpose, self.layer = axis, transpose, layer
-        self.weight = nn.Parameter(torch.zeros((in_features, out_features) if transpose
-                                               else (out_features, in_features)))
-        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features)) if bias else None)
-
-    def extra_repr(self):
-        return "weight=%s, axis=%d%s" % (tuple(self.weight.shape), self.axis,
-                                         ", transpose" if self.transpose else "")
-
-    def forward(self, x):
-        x = flatten_checked(x, self.axis, self.in_features, self.layer)
-        if self.transpose:
-            y = torch.matmul(x, self.weight)
-            return y + self.bias if self.bias is not None else y
-        return F.linear(x, self.weight, self.bias)
 
 
 LAYERS = [InnerProduct()]

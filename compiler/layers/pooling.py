@@ -8,25 +8,11 @@ pixels. PyTorch's ceil_mode pooling follows the same rules while pad <= kernel/2
 window lies wholly outside the input; elsewhere (pad > kernel/2, stride > kernel) the
 module pads explicitly and computes Caffe's divisors itself.
 """
-import math
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
+from compiler.layers.arithmetic import padding_after, pooled_size, torch_pools_as_caffe
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, spatial_geometry
 from compiler.proto import caffe_pb2
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
-FLT_MAX = 3.4028234663852886e38
-
-
-def pooled_size(size, kernel, pad, stride, ceil):
-    span = size + 2 * pad - kernel
-    out = (math.ceil(span / stride) if ceil else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 class Pooling(LayerDef):
@@ -86,83 +72,16 @@ class Pooling(LayerDef):
         n, c, h, w = shapes[0]
         _, kernel, pad, stride, ceil = self.geometry(layer, shapes[0])
         out = self.shape(layer, shapes)[0][2:]
-        if _torch_pools_as_caffe((h, w), out, kernel, pad, stride, ceil):
+        if torch_pools_as_caffe((h, w), out, kernel, pad, stride, ceil):
             return 0
-        after = _padding_after((h, w), out, kernel, pad, stride)
+        after = padding_after((h, w), out, kernel, pad, stride)
         return n * c * (h + pad[0] + after[0]) * (w + pad[1] + after[1])
 
     def lower(self, layer, shapes):
+        from compiler.runtime.pooling import CaffePool2d
         method, kernel, pad, stride, ceil = self.geometry(layer, shapes[0])
         return CaffePool2d(method == MAX, kernel, pad, stride, ceil,
                            layer.param.pooling_param.global_pooling)
-
-
-class CaffePool2d(nn.Module):
-    def __init__(self, is_max, kernel, pad, stride, ceil, global_pooling=False):
-        super().__init__()
-        self.is_max = is_max
-        self.kernel, self.pad, self.stride = tuple(kernel), tuple(pad), tuple(stride)
-        self.ceil = ceil
-        self.global_pooling = global_pooling
-
-    def extra_repr(self):
-        return "%s, kernel=%s, stride=%s, pad=%s, %s" % (
-            "MAX" if self.is_max else "AVE", "global" if self.global_pooling else self.kernel,
-            self.stride, self.pad, "ceil" if self.ceil else "floor")
-
-    def forward(self, x):
-        h, w = x.shape[-2], x.shape[-1]
-        if self.global_pooling:
-            return x.amax(dim=(2, 3), keepdim=True) if self.is_max else x.mean(dim=(2, 3), keepdim=True)
-        kernel, pad, stride = self.kernel, self.pad, self.stride
-        out = (pooled_size(h, kernel[0], pad[0], stride[0], self.ceil),
-               pooled_size(w, kernel[1], pad[1], stride[1], self.ceil))
-        if _torch_pools_as_caffe((h, w), out, kernel, pad, stride, self.ceil):
-            if self.is_max:
-                return F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil)
-            return F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil, count_include_pad=True)
-        return self._general(x, h, w, out)
-
-    def _general(self, x, h, w, out):
-        kernel, pad, stride = self.kernel, self.pad, self.stride
-        extra = _padding_after((h, w), out, kernel, pad, stride)
-        # A window wholly outside the input gives -FLT_MAX for MAX, as in Caffe.
-        xp = F.pad(x, (pad[1], extra[1], pad[0], extra[0]), value=-FLT_MAX if self.is_max else 0.0)
-        if self.is_max:
-            return F.max_pool2d(xp, kernel, stride)[..., :out[0], :out[1]]
-        total = F.avg_pool2d(xp, kernel, stride, divisor_override=1)[..., :out[0], :out[1]]
-        return total / _divisor(out, (h, w), kernel, pad, stride, x.dtype, x.device)
-
-
-def _torch_pools_as_caffe(size, out, kernel, pad, stride, ceil):
-    """PyTorch's pooling applies Caffe's rules exactly when it accepts the padding and its
-    own size rule gives the same output: then the module uses it, the fast kernel;
-    otherwise it pads the input explicitly."""
-    return all(2 * p <= k and _torch_size(n, k, p, s, ceil) == o
-               for n, o, k, p, s in zip(size, out, kernel, pad, stride))
-
-
-def _padding_after(size, out, kernel, pad, stride):
-    """The padding after each spatial axis that the last window needs."""
-    return [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(out, stride, kernel, size, pad)]
-
-
-def _torch_size(size, kernel, pad, stride, ceil):
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    if ceil and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
-
-
-def _divisor(out, size, kernel, pad, stride, dtype, device):
-    """Caffe's AVE divisor per output position: the window clipped to [-pad, size + pad)."""
-    counts = []
-    for o, n, k, p, s in zip(out, size, kernel, pad, stride):
-        start = torch.arange(o, device=device) * s - p
-        end = torch.clamp(start + k, max=n + p)
-        counts.append((end - start).to(dtype))
-    return counts[0][:, None] * counts[1][None, :]
 
 
 LAYERS = [Pooling()]

@@ -1,7 +1,4 @@
 """Layers that reduce or normalise along an axis: Softmax, ArgMax, Reduction."""
-import torch
-import torch.nn as nn
-
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.proto import caffe_pb2
 
@@ -16,6 +13,7 @@ class Softmax(LayerDef):
         return [tuple(shapes[0])]
 
     def lower(self, layer, shapes):
+        import torch.nn as nn
         return nn.Softmax(dim=canonical_axis(layer.param.softmax_param.axis, len(shapes[0])))
 
 
@@ -52,33 +50,9 @@ class ArgMax(LayerDef):
         return [tuple(out)]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.reduction import CaffeArgMax
         p = layer.param.argmax_param
         return CaffeArgMax(self.axis(layer, shapes[0]), p.top_k, p.out_max_val)
-
-
-class CaffeArgMax(nn.Module):
-    def __init__(self, axis, top_k, out_max_val):
-        super().__init__()
-        self.axis, self.top_k, self.out_max_val = axis, top_k, out_max_val
-
-    def extra_repr(self):
-        return "axis=%s, top_k=%d%s" % (self.axis, self.top_k, ", out_max_val" if self.out_max_val else "")
-
-    def forward(self, x):
-        if self.axis is not None:
-            values, indices = self._top_k(x, self.axis)
-            return values if self.out_max_val else indices
-        values, indices = self._top_k(x.flatten(1), 1)
-        top = torch.stack([indices, values], 1) if self.out_max_val else indices.unsqueeze(1)
-        return top.reshape(top.shape + (1,) * (x.dim() - 3))
-
-    def _top_k(self, x, dim):
-        # Caffe sorts (value, index) pairs in decreasing order, so among equal values the
-        # larger index ranks first: sort the reversed axis stably, then undo the reversal.
-        n = x.shape[dim]
-        values, reversed_index = torch.sort(x.flip(dim), dim=dim, descending=True, stable=True)
-        indices = (n - 1) - reversed_index.narrow(dim, 0, self.top_k)
-        return values.narrow(dim, 0, self.top_k), indices.to(x.dtype)
 
 
 class Reduction(LayerDef):
@@ -97,29 +71,10 @@ class Reduction(LayerDef):
         return prod(shapes[0][1:])
 
     def lower(self, layer, shapes):
+        from compiler.runtime.reduction import CaffeReduction
         p = layer.param.reduction_param
         return CaffeReduction(caffe_pb2.ReductionParameter.ReductionOp.Name(p.operation),
                               self.axis(layer, shapes[0]), p.coeff)
-
-
-class CaffeReduction(nn.Module):
-    """operation: "SUM", "ASUM", "SUMSQ" or "MEAN"."""
-
-    def __init__(self, operation, axis, coeff):
-        super().__init__()
-        self.operation, self.axis, self.coeff = operation, axis, coeff
-
-    def extra_repr(self):
-        return "%s, axis=%d, coeff=%g" % (self.operation, self.axis, self.coeff)
-
-    def forward(self, x):
-        x = x.reshape(x.shape[:self.axis] + (-1,))
-        if self.operation == "ASUM":
-            x = x.abs()
-        elif self.operation == "SUMSQ":
-            x = x * x
-        coeff = self.coeff / x.shape[-1] if self.operation == "MEAN" else self.coeff
-        return x.sum(-1) * coeff
 
 
 LAYERS = [Softmax(), ArgMax(), Reduction()]

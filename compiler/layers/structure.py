@@ -5,9 +5,7 @@ Caffe re-applies each shape rule whenever its inputs change size (Net::Reshape),
 modules here compute their sizes from the tensors they get, never from the shapes the net
 declared: a compiled net runs with any batch size the rules allow.
 """
-import torch
-import torch.nn as nn
-
+from compiler.layers.arithmetic import reshape_target, slice_sizes
 from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
 from compiler.proto import caffe_pb2
 
@@ -63,11 +61,13 @@ class Eltwise(LayerDef):
         return per_bottom * prod(shapes[0][1:])
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeEltwise
         p = self.check(layer, shapes)
         coeff = list(p.coeff) if p.operation == SUM and p.coeff else None
         return CaffeEltwise(caffe_pb2.EltwiseParameter.EltwiseOp.Name(p.operation), coeff)
 
     def lower_in_place(self, layer, module, private):
+        from compiler.runtime.structure import InPlaceSum
         p = layer.param.eltwise_param
         if p.operation == SUM and not p.coeff and len(layer.bottoms) == 2:
             # Into the later bottom: the value just computed, still in cache, as `out +=
@@ -114,52 +114,6 @@ def _projection_stride(sizes, target):
     return None
 
 
-class CaffeEltwise(nn.Module):
-    """operation: "SUM" (with one coeff per bottom, or None for all 1), "PROD" or "MAX"."""
-
-    def __init__(self, operation, coeff=None):
-        super().__init__()
-        self.operation = operation
-        self.coeff = coeff
-
-    def extra_repr(self):
-        return self.operation + (", coeff=%s" % self.coeff if self.coeff else "")
-
-    def forward(self, *bottoms):
-        if self.operation == "SUM":
-            if self.coeff is None:
-                return sum(bottoms[1:], bottoms[0])
-            return sum(c * b for c, b in zip(self.coeff, bottoms))
-        if self.operation == "PROD":
-            top = bottoms[0]
-            for b in bottoms[1:]:
-                top = top * b
-            return top
-        # Caffe's ties: bottom 0 beats bottom 1 only when strictly greater, and a later
-        # bottom replaces the maximum only when strictly greater. Its gradient goes to the
-        # winner alone. torch.where reproduces both.
-        top = torch.where(bottoms[0] > bottoms[1], bottoms[0], bottoms[1])
-        for b in bottoms[2:]:
-            top = torch.where(b > top, b, top)
-        return top
-
-
-class InPlaceSum(nn.Module):
-    """Eltwise SUM of two bottoms, accumulated into bottom `into`, which no one else reads
-    (the backend checks that: torch_fx.private_fresh_bottoms). Float addition is
-    commutative, so the result is bitwise that of the out-of-place sum."""
-
-    def __init__(self, into):
-        super().__init__()
-        self.into = into
-
-    def extra_repr(self):
-        return "SUM into bottom %d" % self.into
-
-    def forward(self, a, b):
-        return a.add_(b) if self.into == 0 else b.add_(a)
-
-
 def _legacy_axis(p, legacy, shape, what):
     """Concat's concat_dim and Slice's slice_dim: older spellings of `axis`, non-negative."""
     if p.HasField("axis") and p.HasField(legacy):
@@ -202,6 +156,7 @@ class Concat(LayerDef):
         return [tuple(out)]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeConcat
         return CaffeConcat(self.axis(layer, shapes))
 
 
@@ -232,18 +187,6 @@ def _same_padding_hint(names, shapes, axis):
     return "; ".join(fixes)
 
 
-class CaffeConcat(nn.Module):
-    def __init__(self, axis):
-        super().__init__()
-        self.axis = axis
-
-    def extra_repr(self):
-        return "axis=%d" % self.axis
-
-    def forward(self, *bottoms):
-        return torch.cat(bottoms, self.axis)
-
-
 class Slice(LayerDef):
     type = "Slice"
     param_field = "slice_param"
@@ -260,41 +203,9 @@ class Slice(LayerDef):
         return [tuple(shapes[0][:axis]) + (n,) + tuple(shapes[0][axis + 1:]) for n in sizes]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeSlice
         return CaffeSlice(self.axis(layer, shapes[0]), list(layer.param.slice_param.slice_point),
                           len(layer.param.top))
-
-
-def slice_sizes(size, points, tops, axis):
-    """Caffe's Slice: slice_point gives the boundaries (one fewer than tops, increasing);
-    without it the axis splits evenly."""
-    if points:
-        if len(points) != tops - 1:
-            raise ShapeError("%d slice_point values for %d tops" % (len(points), tops),
-                             "give one slice_point fewer than tops (%d)" % (tops - 1))
-        bounds = [0] + points + [size]
-        if any(b <= a for a, b in zip(bounds, bounds[1:])):
-            raise ShapeError("slice_point %s must increase strictly inside (0, %d), the size of "
-                             "axis %d" % (points, size, axis))
-        return [b - a for a, b in zip(bounds, bounds[1:])]
-    if size % tops:
-        raise ShapeError("%d tops do not split axis %d of size %d evenly" % (tops, axis, size),
-                         "add slice_point values, or use a number of tops that divides %d" % size)
-    return [size // tops] * tops
-
-
-class CaffeSlice(nn.Module):
-    def __init__(self, axis, points, tops):
-        super().__init__()
-        self.axis, self.points, self.tops = axis, points, tops
-
-    def extra_repr(self):
-        return "axis=%d, %s" % (self.axis, "slice_point=%s" % self.points if self.points
-                                else "%d even parts" % self.tops)
-
-    def forward(self, x):
-        parts = torch.split(x, slice_sizes(x.shape[self.axis], self.points, self.tops, self.axis),
-                            self.axis)
-        return parts if self.tops > 1 else parts[0]
 
 
 class Split(LayerDef):
@@ -310,19 +221,8 @@ class Split(LayerDef):
         return [tuple(shapes[0])] * len(layer.param.top)
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeSplit
         return CaffeSplit(len(layer.param.top))
-
-
-class CaffeSplit(nn.Module):
-    def __init__(self, tops):
-        super().__init__()
-        self.tops = tops
-
-    def extra_repr(self):
-        return "tops=%d" % self.tops
-
-    def forward(self, x):
-        return (x,) * self.tops if self.tops > 1 else x
 
 
 class Crop(LayerDef):
@@ -362,21 +262,8 @@ class Crop(LayerDef):
         return [tuple(shapes[0][:axis]) + tuple(shapes[1][axis:])]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeCrop
         return CaffeCrop(*self.offsets(layer, shapes))
-
-
-class CaffeCrop(nn.Module):
-    def __init__(self, axis, offsets):
-        super().__init__()
-        self.axis, self.offsets = axis, offsets
-
-    def extra_repr(self):
-        return "axis=%d, offsets=%s" % (self.axis, self.offsets)
-
-    def forward(self, x, reference):
-        index = [slice(None)] * self.axis + [slice(off, off + n) for off, n in
-                                             zip(self.offsets, reference.shape[self.axis:])]
-        return x[tuple(index)]
 
 
 class Flatten(LayerDef):
@@ -399,6 +286,7 @@ class Flatten(LayerDef):
         return [shape[:start] + (prod(shape[start:end + 1]),) + shape[end + 1:]]
 
     def lower(self, layer, shapes):
+        import torch.nn as nn
         return nn.Flatten(*self.axes(layer, shapes[0]))
 
 
@@ -414,39 +302,10 @@ class Reshape(LayerDef):
         return [reshape_rule(tuple(shapes[0]), list(p.shape.dim), p.axis, p.num_axes)]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeReshape
         self.shape(layer, shapes)
         p = layer.param.reshape_param
         return CaffeReshape(list(p.shape.dim), p.axis, p.num_axes)
-
-
-def reshape_target(shape, dims, axis, num_axes):
-    """Caffe's Reshape: `dims` replaces the axes [axis, axis + num_axes) (num_axes -1: to
-    the end; a negative axis counts from the end, -1 being after the last), and 0 copies
-    the bottom's dimension at that place. One -1 is left for reshape_rule (or torch, which
-    infers it the same way) to fill in."""
-    ndim = len(shape)
-    start = axis if axis >= 0 else ndim + axis + 1
-    if not 0 <= start <= ndim:
-        raise ShapeError("reshape axis %d is out of range for a %d-axis blob" % (axis, ndim))
-    if num_axes < -1:
-        raise ShapeError("num_axes %d: give -1 (all remaining axes) or a count" % num_axes)
-    end = ndim if num_axes == -1 else start + num_axes
-    if end > ndim:
-        raise ShapeError("axis %d + num_axes %d goes past the %d axes of the bottom" % (start, num_axes, ndim))
-    if dims.count(-1) > 1:
-        raise ShapeError("shape %s has more than one -1" % dims, "infer at most one dimension")
-    bad = [d for d in dims if d < -1]
-    if bad:
-        raise ShapeError("shape dimension %d is invalid" % bad[0], "use a size, 0 (copy) or -1 (infer)")
-    out = list(shape[:start])
-    for i, d in enumerate(dims):
-        if d == 0:
-            if start + i >= ndim:
-                raise ShapeError("shape %s has a 0 at position %d, but the bottom has no axis %d to "
-                                 "copy" % (dims, i, start + i))
-            d = shape[start + i]
-        out.append(d)
-    return out + list(shape[end:])
 
 
 def reshape_rule(shape, dims, axis, num_axes):
@@ -467,21 +326,6 @@ def reshape_rule(shape, dims, axis, num_axes):
     return tuple(out)
 
 
-class CaffeReshape(nn.Module):
-    def __init__(self, dims, axis, num_axes):
-        super().__init__()
-        self.dims, self.axis, self.num_axes = dims, axis, num_axes
-
-    def extra_repr(self):
-        return "shape=%s, axis=%d, num_axes=%d" % (self.dims, self.axis, self.num_axes)
-
-    def forward(self, x):
-        # Caffe reinterprets the flat data, which is also what keeps torch.export's shape
-        # reasoning free of batch-size guards (x.reshape alone adds one); torch infers
-        # the -1 as Caffe does.
-        return x.flatten().reshape(reshape_target(tuple(x.shape), self.dims, self.axis, self.num_axes))
-
-
 class Tile(LayerDef):
     """The whole block of axes from `axis` on, repeated `tiles` times."""
     type = "Tile"
@@ -500,19 +344,8 @@ class Tile(LayerDef):
         return [tuple(d * r for d, r in zip(shapes[0], self.repeats(layer, shapes[0])))]
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeTile
         return CaffeTile(self.repeats(layer, shapes[0]))
-
-
-class CaffeTile(nn.Module):
-    def __init__(self, repeats):
-        super().__init__()
-        self.repeats = repeats
-
-    def extra_repr(self):
-        return "repeats=%s" % self.repeats
-
-    def forward(self, x):
-        return x.repeat(*self.repeats)
 
 
 class Silence(LayerDef):
@@ -527,12 +360,8 @@ class Silence(LayerDef):
         return []
 
     def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeSilence
         return CaffeSilence()
-
-
-class CaffeSilence(nn.Module):
-    def forward(self, *bottoms):
-        return ()
 
 
 LAYERS = [Eltwise(), Concat(), Slice(), Split(), Crop(), Flatten(), Reshape(), Tile(), Silence()]

@@ -24,13 +24,14 @@ def add_parser(sub):
 
 def run(args):
     from compiler.backends.summary import summarize
-    from compiler.passes.weights import match_weights
-    from netdef.api import read_weights
     weights, warnings = None, []
     try:
         net, errors = read_and_check(args)
         weights, strict = weights_arguments(args)
         if weights and not errors:
+            # Imported here: reading weights loads numpy, which checking a net alone does not need.
+            from compiler.frontends.weights import read_weights
+            from compiler.passes.weights import match_weights
             layers, file = read_weights(weights)
             warnings = match_weights(net, layers, file, strict)[1].problems(net)
     except NetdefError as e:      # a file cannot be read, or the weights do not fit

@@ -76,7 +76,7 @@ def _report_weights(net, weights, shapes, max_memory):
     blob that does not fit is an error now, not after the first iteration."""
     from compiler.passes.weights import match_weights
     from compiler.state import NetState
-    from netdef.api import read_weights
+    from compiler.frontends.weights import read_weights
     from netdef.training.transfer import phase_net
     part = phase_net(net, NetState("TRAIN"), shapes, max_memory)
     layers, file = read_weights(weights)

@@ -30,7 +30,6 @@ import numpy as np
 
 from compiler.errors import NetdefError
 from compiler.layers.base import ShapeError
-from compiler.layers import registry
 from netdef.data import codec
 from netdef.data.augment import Augmentations
 from netdef.data.lists import read_image_list, read_name_list
@@ -252,7 +251,7 @@ def make_source(param, phase):
     return source
 
 
-def _source_shapes(layer, net_file):
+def source_shapes(layer, net_file):
     """The shapes hook: a data layer's top shapes from its source (the first item, after the
     transform). Shapes given on the command line take precedence and skip this."""
     try:
@@ -265,8 +264,3 @@ def _source_shapes(layer, net_file):
                     "against the working directory, here %s), or give the shapes of its tops, e.g. "
                     "--input-shape %s=N,C,H,W" % (os.getcwd(), layer.param.top[0]))
         raise ShapeError(where + e.message, hint) from None
-
-
-def register():
-    for type_name in SOURCES:
-        registry.register_source_shapes(type_name, _source_shapes)

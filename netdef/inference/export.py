@@ -22,7 +22,7 @@ from compiler.backends.torch_weights import net_blob_slots
 from compiler.errors import NetdefError
 from compiler.frontends.safetensors_file import FORMAT_STAMP, blob_key, safetensors_package
 from compiler.layers.base import constructor_args
-from compiler.layers.normalization import batch_norm_scale
+from compiler.runtime.normalization import batch_norm_scale
 
 
 def example_inputs(gm, seed=0):
