@@ -2,8 +2,8 @@
 
 A Net starts as an ordered list of Layers (what a frontend read). The wiring pass
 (passes/wiring.py) turns Caffe's blob names into SSA ids, so that a blob written in place
-by several layers (conv1 -> relu1 -> bn1, all "conv1") becomes a chain of distinct values,
-and fills `graph`: one node per layer, one edge per (producer, consumer, blob).
+by several layers (conv1 -> relu1 -> bn1, all "conv1") becomes a chain of distinct values;
+`graph` follows from it: one node per layer, one edge per (producer, consumer, blob).
 
 Users still speak Caffe: `net.latest["conv1"]` is the SSA id of conv1's value after the
 last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
@@ -13,14 +13,14 @@ layers by name (compiler/accounting.py says which blob fills which).
 """
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
 
-@dataclass(eq=False)
+# The IR's records have __slots__: a net of a million layers holds a million of each, and a
+# per-instance __dict__ would be a third of their memory.
+@dataclass(eq=False, slots=True)
 class Layer:
     name: str
     type: str
@@ -45,15 +45,16 @@ class Layer:
         # The parameters travel as their wire bytes: the generated protobuf classes name
         # their module "caffe_pb2", which pickle cannot import, and a user who pickles a
         # compiled module (torch.save) pickles its record's IR with it.
-        state = dict(self.__dict__)
+        state = {name: getattr(self, name) for name in self.__slots__}
         state["param"] = self.param.SerializeToString()
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state, param=caffe_pb2.LayerParameter.FromString(state["param"]))
+        for name, value in dict(state, param=caffe_pb2.LayerParameter.FromString(state["param"])).items():
+            setattr(self, name, value)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Blob:
     id: str            # SSA id, unique in the net
     name: str          # Caffe blob name
@@ -91,7 +92,7 @@ class Net:
         self.blobs = {}                  # SSA id -> Blob
         self.latest = {}                 # Caffe blob name -> SSA id of its final value
         self.blob_order = []             # Caffe blob names in Caffe's net.blobs order
-        self.graph = nx.MultiDiGraph()
+        self._graph = None               # (blobs, layers, the graph made from them)
         self.excluded_layers = []        # dropped by the phase filter (for wiring's hints)
         self.expected_shapes = []        # ShapeExpectations the source declares
 
@@ -117,6 +118,25 @@ class Net:
                 key = "%s#%d" % (layer.name, k)
             layer.key = key
             self._by_key[key] = layer
+
+    @property
+    def graph(self):
+        """The wired net as a networkx MultiDiGraph: one node per layer (its Layer.key, with
+        the Layer as attribute `layer`), one edge per (producer, consumer, blob) keyed by the
+        blob's SSA id. Made when first asked for, and again once the wiring has replaced the
+        blobs or a pass the layers: few tools walk it, and for a net of a million layers its
+        dicts would be most of the memory that checking needs."""
+        if self._graph is None or self._graph[0] is not self.blobs or self._graph[1] is not self._layers:
+            import networkx as nx       # loaded only by the tools that walk the graph
+            graph = nx.MultiDiGraph()
+            for layer in self._layers:
+                graph.add_node(layer.key, layer=layer)
+                for sid in layer.bottoms:
+                    producer = self.blobs[sid].producer
+                    if producer is not None:
+                        graph.add_edge(producer, layer.key, key=sid, blob=sid)
+            self._graph = (self.blobs, self._layers, graph)
+        return self._graph[2]
 
     def layer(self, key):
         """The layer of that key: for a name, the first layer of that name, as Caffe's

@@ -27,7 +27,6 @@ def wire(net):
     readers = {}      # SSA id -> names of the layers that read it
     automatic = {}    # anonymous tops (auto_top): Caffe name -> SSA id, readable by no layer
     net.blobs, net.latest, net.blob_order = {}, {}, []
-    net.graph.clear()
     writers = {}      # Caffe name -> first layer that writes it (for hints)
     for layer in net.layers:
         for t in layer.param.top:
@@ -44,7 +43,6 @@ def wire(net):
         p = layer.param
         if not layer.name:
             fail(layer, "layer of type %s has no name" % (layer.type or "?"), "add name: \"...\"")
-        net.graph.add_node(layer.key, layer=layer)
         layer.bottoms, layer.tops = [], []
         for b in p.bottom:
             if b not in current:
@@ -76,7 +74,6 @@ def wire(net):
                      "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
                      "give this layer a new top name, or move it before '%s'" % readers[sid][0])
             readers.setdefault(sid, []).append(layer.name)
-            net.graph.add_edge(net.blobs[sid].producer, layer.key, key=sid, blob=sid)
         for i, t in enumerate(p.top):
             in_place = t in p.bottom
             if t in current and not in_place:
