@@ -126,7 +126,8 @@ class Net:
         blob's SSA id. Made when first asked for, and again once the wiring has replaced the
         blobs or a pass the layers: few tools walk it, and for a net of a million layers its
         dicts would be most of the memory that checking needs."""
-        if self._graph is None or self._graph[0] is not self.blobs or self._graph[1] is not self._layers:
+        made = getattr(self, "_graph", None)       # a Net pickled before it was cached has none
+        if made is None or made[0] is not self.blobs or made[1] is not self._layers:
             import networkx as nx       # loaded only by the tools that walk the graph
             graph = nx.MultiDiGraph()
             for layer in self._layers:

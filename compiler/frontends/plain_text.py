@@ -70,9 +70,9 @@ _TABLES = {}
 def _fields(message_descriptor):
     """{field name: (tag bytes, field descriptor, its message's table or None)}, made once
     per message type."""
-    table = _TABLES.get(message_descriptor.full_name)
+    table = _TABLES.get(message_descriptor)
     if table is None:
-        table = _TABLES[message_descriptor.full_name] = {}
+        table = _TABLES[message_descriptor] = {}
         for f in message_descriptor.fields:
             if f.containing_oneof is not None:
                 continue        # text_format refuses two members of a oneof: left to it
