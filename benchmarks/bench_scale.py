@@ -9,7 +9,7 @@ blob) of N layers:
   the process's after its imports (the protobuf messages live outside Python's allocator,
   so tracemalloc would miss them);
 - the issue's file: --relu-layers (1.3 million) in-place ReLUs on one blob, written as
-  tightly as text allows (62 MB, under the 64 MB a prototxt may have), checked the same way;
+  tightly as text allows (62 MB, under the 64 MiB a prototxt may have), checked the same way;
 - build: torch_fx.build_module of the checked net at --build-sizes layers, in us per layer.
 Each figure's ratio is the smallest size's cost per layer over this size's: 1.0 is linear,
 and the target (0.7) allows for caches, not for a quadratic term.
@@ -104,9 +104,9 @@ def main():
     if args.relu_layers:
         path = relu_chain(args.relu_layers)
         got = _check_in_a_fresh_process(path)
-        emit("check %d in-place ReLUs (%d MB of prototxt), CPU time per layer"
+        emit("check %d in-place ReLUs (%d MiB of prototxt), CPU time per layer"
              % (got["layers"], path.stat().st_size >> 20), round(got["ms"], 4), "ms")
-        emit("same, peak memory per layer (%d MB in all)" % (got["bytes"] * got["layers"] / (1 << 20)),
+        emit("same, peak memory per layer (%d MiB in all)" % (got["bytes"] * got["layers"] / (1 << 20)),
              round(got["bytes"]), "bytes")
     first = None
     from compiler.backends import torch_fx
