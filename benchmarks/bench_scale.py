@@ -10,7 +10,8 @@ blob) of N layers:
   so tracemalloc would miss them);
 - the issue's file: --relu-layers (1.3 million) in-place ReLUs on one blob, written as
   tightly as text allows (62 MB, under the 64 MiB a prototxt may have), checked the same way;
-- build: torch_fx.build_module of the checked net at --build-sizes layers, in us per layer.
+- build: torch_fx.build_module of the checked net at --build-sizes layers, in us of CPU time
+  per layer.
 Each figure's ratio is the smallest size's cost per layer over this size's: 1.0 is linear,
 and the target (0.7) allows for caches, not for a quadratic term.
 """
@@ -113,11 +114,11 @@ def main():
     for n in map(int, args.build_sizes.split(",")):
         net = pipeline.build(chain(n))
         layers = len(net.layers)
-        start = time.perf_counter()
+        start = time.process_time()
         torch_fx.build_module(net)
-        us = (time.perf_counter() - start) * 1e6 / layers
+        us = (time.process_time() - start) * 1e6 / layers
         first = first or us
-        emit("build_module, %d-layer chain, time per layer" % layers, round(us, 1), "us",
+        emit("build_module, %d-layer chain, CPU time per layer" % layers, round(us, 1), "us",
              "per layer at the smallest size", round(first, 1), round(first / us, 2), 0.7)
         del net
         gc.collect()
