@@ -33,7 +33,8 @@ BENCHMARKS = {
     "training": ("bench_training.py", {"--rounds": (10, 2)}, None),
     "train-memory": ("bench_train_memory.py", {"--rounds": (3, 1)}, None),
     "solver": ("bench_solver.py", {"--rounds": (20, 4)}, None),
-    "scale": ("bench_scale.py", {"--check-sizes": ("10000,100000", "2000,20000"),
+    "scale": ("bench_scale.py", {"--check-sizes": ("1000,10000,100000", "2000,20000"),
+                                 "--relu-layers": (1300000, 0),
                                  "--build-sizes": ("1000,10000,100000", "1000,10000")}, None),
 }
 

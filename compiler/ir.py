@@ -19,7 +19,9 @@ from compiler.proto import caffe_pb2
 from compiler.state import NetState
 
 
-@dataclass(eq=False)
+# The IR's records have __slots__: a net of a million layers holds a million of each, and a
+# per-instance __dict__ would be a third of their memory.
+@dataclass(eq=False, slots=True)
 class Layer:
     name: str
     type: str
@@ -44,15 +46,16 @@ class Layer:
         # The parameters travel as their wire bytes: the generated protobuf classes name
         # their module "caffe_pb2", which pickle cannot import, and a user who pickles a
         # compiled module (torch.save) pickles its record's IR with it.
-        state = dict(self.__dict__)
+        state = {name: getattr(self, name) for name in self.__slots__}
         state["param"] = self.param.SerializeToString()
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state, param=caffe_pb2.LayerParameter.FromString(state["param"]))
+        for name, value in dict(state, param=caffe_pb2.LayerParameter.FromString(state["param"])).items():
+            setattr(self, name, value)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Blob:
     id: str            # SSA id, unique in the net
     name: str          # Caffe blob name

@@ -18,8 +18,14 @@ from compiler.accounting import activation_buffers, human_bytes, inference_peak_
 from compiler.layers import registry
 
 def summarize(net):
-    rows = []
-    conv_fc_macs = 0
+    """(one row per layer, the totals) of a shaped net."""
+    rows = list(layer_rows(net))
+    return rows, summary_totals(net, rows)
+
+
+def layer_rows(net):
+    """The summary's row of each layer, in net order: a generator, so that totals over a
+    net of a million layers need not hold a million rows."""
     seen_shared = set()
     buffer_of, size = activation_buffers(net)
     for layer in net.layers:
@@ -27,24 +33,28 @@ def summarize(net):
         shapes = [net.blobs[b].shape for b in layer.bottoms]
         outs = [net.blobs[t].shape for t in layer.tops]
         trainable, frozen = param_counts(net, layer, seen_shared)
-        rows.append({
+        yield {
             "name": layer.name, "type": layer.type,
             "output": [list(s) for s in outs],
             "params": trainable + frozen, "trainable": trainable, "frozen": frozen,
             "macs": defn.macs(layer, shapes, outs),
             "memory": sum(size[t] for t in layer.tops if buffer_of[t] == t),
-        })
-        if defn.conv_fc_macs:
-            conv_fc_macs += rows[-1]["macs"]
-    totals = {"layers": len(rows), "params": sum(r["params"] for r in rows),
-              "trainable": sum(r["trainable"] for r in rows), "frozen": sum(r["frozen"] for r in rows),
-              "macs": sum(r["macs"] for r in rows),
-              "conv_fc_macs": conv_fc_macs,
-              "memory": sum(r["memory"] for r in rows),
-              "inference_peak": inference_peak_bytes(net),
-              "batch": _batch(net),
-              "outputs": {name: list(net.shape(name)) for name in net.outputs}}
-    return rows, totals
+        }
+
+
+def summary_totals(net, rows=None):
+    """The totals of the rows of a shaped net (`rows`: its layer_rows, made here when not
+    given)."""
+    totals = dict.fromkeys(("layers", "params", "trainable", "frozen", "macs", "conv_fc_macs", "memory"), 0)
+    for r in layer_rows(net) if rows is None else rows:
+        totals["layers"] += 1
+        for key in ("params", "trainable", "frozen", "macs", "memory"):
+            totals[key] += r[key]
+        if registry.get(r["type"]).conv_fc_macs:
+            totals["conv_fc_macs"] += r["macs"]
+    totals.update(inference_peak=inference_peak_bytes(net), batch=_batch(net),
+                  outputs={name: list(net.shape(name)) for name in net.outputs})
+    return totals
 
 
 def _batch(net):

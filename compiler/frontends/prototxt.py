@@ -14,7 +14,7 @@ from google.protobuf import text_format
 
 from compiler.errors import NetdefError
 from compiler.files import regular_file
-from compiler.frontends import brackets
+from compiler.frontends import brackets, plain_text
 from compiler.ir import Net
 from compiler.frontends.upgrade import upgrade_layers
 from compiler.proto import caffe_pb2
@@ -79,7 +79,13 @@ def _layer_lines(text):
 
 def parse_text(text, file, message):
     """Parse protobuf text into `message`, turning parse errors into located NetdefErrors:
-    one line saying what is wrong where, one line of hint (a likely fix, or the source)."""
+    one line saying what is wrong where, one line of hint (a likely fix, or the source).
+    Plain text is encoded by plain_text and decoded by protobuf's C decoder, several times
+    faster than text_format, which reads the rest and words every error."""
+    wire = plain_text.wire_bytes(text, message.DESCRIPTOR)
+    if wire is not None:
+        message.MergeFromString(wire)
+        return message
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:

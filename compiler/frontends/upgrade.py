@@ -4,6 +4,8 @@ Mirrors Caffe's UpgradeV1LayerParameter / UpgradeNetInput: enum types become typ
 strings, blobs_lr / weight_decay become param { lr_mult decay_mult }, V1 `param` names
 become param { name } (shared weights), and layer names are kept so weights match.
 """
+import sys
+
 from compiler.errors import NetdefError
 from compiler.ir import Layer
 from compiler.proto import caffe_pb2, is_repeated
@@ -113,7 +115,8 @@ def upgrade_layers(proto, file=None, lines=None):
     for layer in layers:
         layer.line = input_line
     for p, ln in zip(params, layer_lines):
-        layers.append(Layer(name=p.name, type=p.type, param=p, line=ln, file=file))
+        # One string per type name (each read from a message is a new one), not per layer.
+        layers.append(Layer(name=p.name, type=sys.intern(p.type), param=p, line=ln, file=file))
     return layers
 
 

@@ -52,6 +52,9 @@ def check_count(blobs, bounds, message):
 def infer_shapes(net, input_shapes=None):
     input_shapes = dict(input_shapes or {})
     errors = []
+    # One tuple per distinct shape: in-place tops and most layers of a big net repeat a few
+    # shapes, and a million blobs would otherwise hold a million equal tuples.
+    distinct = {}
     for layer in net.layers:
         defn = registry.get(layer.type)
         if defn is None:
@@ -81,7 +84,7 @@ def infer_shapes(net, input_shapes=None):
             errors.extend(getattr(e, "errors", [e]))
             continue
         for t, s in zip(layer.tops, out):
-            net.blobs[t].shape = s
+            net.blobs[t].shape = distinct.setdefault(s, s)
     if errors:
         raise NetdefErrors(errors)
     return net

@@ -24,7 +24,7 @@ def wire(net):
     current = {}      # Caffe name -> SSA id of its value now
     aliases = {}      # Caffe name -> set of names sharing its memory (explicit Split)
     versions = {}     # Caffe name -> number of values written so far
-    readers = {}      # SSA id -> names of the layers that read it
+    first_reader = {}  # SSA id -> name of the first layer that reads it
     automatic = {}    # anonymous tops (auto_top): Caffe name -> SSA id, readable by no layer
     net.blobs, net.latest, net.blob_order = {}, {}, []
     writers = {}      # Caffe name -> first layer that writes it (for hints)
@@ -69,11 +69,11 @@ def wire(net):
         for b, sid in zip(p.bottom, layer.bottoms):
             if net.blobs[sid].producer is None:
                 continue
-            if b in p.top and readers.get(sid):
+            if b in p.top and sid in first_reader:
                 fail(layer, "top blob '%s' produced by multiple sources: layer '%s' read it before "
-                     "this in-place layer rewrites it (Caffe refuses this net)" % (b, readers[sid][0]),
-                     "give this layer a new top name, or move it before '%s'" % readers[sid][0])
-            readers.setdefault(sid, []).append(layer.name)
+                     "this in-place layer rewrites it (Caffe refuses this net)" % (b, first_reader[sid]),
+                     "give this layer a new top name, or move it before '%s'" % first_reader[sid])
+            first_reader.setdefault(sid, layer.name)
         for i, t in enumerate(p.top):
             in_place = t in p.bottom
             if t in current and not in_place:

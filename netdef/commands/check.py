@@ -23,7 +23,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from compiler.backends.summary import summarize
+    from compiler.backends.summary import summary_totals
     weights, warnings = None, []
     try:
         net, errors = read_and_check(args)
@@ -44,7 +44,7 @@ def run(args):
         raise NetdefErrors(errors)
     for w in warnings:          # one line each: the hints say how --strict would differ
         print("warning: %s" % str(w).splitlines()[0], file=sys.stderr)
-    _, totals = summarize(net)
+    totals = summary_totals(net)
     print("ok: %s: %d layers, %s params, %s MACs per image%s" % (
         args.net, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["macs"]),
         (", weights match" if not warnings else ", weights load with %d warning(s)" % len(warnings))
