@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from compiler.layers.base import LayerDef, ShapeError, geometry_text, spatial_geometry
+from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.proto import caffe_pb2
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
@@ -90,6 +90,11 @@ class Pooling(LayerDef):
             return 0
         after = _padding_after((h, w), out, kernel, pad, stride)
         return n * c * (h + pad[0] + after[0]) * (w + pad[1] + after[1])
+
+    def backward_values(self, layer, shapes, out_shapes):
+        """Max pooling keeps the argmax of every output as int64 (two float32s' worth),
+        as Caffe keeps its max_idx_ blob; average pooling keeps nothing."""
+        return 2 * prod(out_shapes[0]) if layer.param.pooling_param.pool == MAX else 0
 
     def lower(self, layer, shapes):
         method, kernel, pad, stride, ceil = self.geometry(layer, shapes[0])

@@ -34,8 +34,13 @@ def add_net_arguments(p):
     p.add_argument("--level", type=int, default=0)
     p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                    help="override an input's shape (repeatable)")
+    add_memory_argument(p)
+
+
+def add_memory_argument(p):
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
+                   help="refuse nets whose blobs need more (a TRAIN net: a training step with its "
+                        "gradients and solver history; e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
 
 
 def add_weights_arguments(p, help):

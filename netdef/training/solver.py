@@ -36,6 +36,7 @@ from compiler.backends.record import record_of
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.frontends.solver import read_solver
 from compiler.layers.loss import loss_weight
+from compiler.passes.validate import check_memory
 from netdef.devices import autocast, place
 from netdef.training import lr_policies, snapshot as snapshots, solver_types
 from netdef.training.params import learnable_params
@@ -68,13 +69,14 @@ def check_solver(solver_file):
     return kind, policy
 
 
-def build_net(source, input_shapes=None):
-    """A solver's NetSource -> wired, shaped IR Net in the source's NetState."""
+def build_net(source, input_shapes=None, max_memory=None):
+    """A solver's NetSource -> wired, shaped IR Net in the source's NetState, refused when
+    it would not fit `max_memory` (pipeline.check: a TRAIN net's training step)."""
     if source.proto is None:
-        return pipeline.build(source.file, source.state, input_shapes)
+        return pipeline.build(source.file, source.state, input_shapes, max_memory)
     from compiler.frontends import prototxt
     net = prototxt.net_from_proto(source.proto, source.file, source.lines)
-    return pipeline.build_net(net, source.state, input_shapes)
+    return pipeline.build_net(net, source.state, input_shapes, max_memory)
 
 
 def loss_terms(net):
@@ -120,11 +122,13 @@ class Solver:
     (Caffe's --weights and the solver's `weights`: copied by layer name, in order).
     `module`: a compiled TRAIN module to train instead of the solver's train net (its
     record's net is used; the solver's net fields still give the test nets).
-    `record`: keep every blob of the first forward pass (for traces)."""
+    `record`: keep every blob of the first forward pass (for traces).
+    `max_memory`: the memory budget (bytes or "16G"; default $NETDEF_MAX_MEMORY or 16 GiB)
+    that a training step of the train net, with this solver type's history, must fit."""
 
     def __init__(self, solver, feed=None, weights=None, device="cpu", precision="fp32",
                  channels_last=False, log=None, record=False, input_shapes=None, distributed=None,
-                 test_feeds=(), module=None):
+                 test_feeds=(), module=None, max_memory=None):
         import netdef
         self.file = read_solver(solver) if isinstance(solver, (str, os.PathLike)) else solver
         self.param = self.file.param
@@ -150,7 +154,10 @@ class Solver:
                 raise NetdefError(self.net.file, None, None, "the module computes the %s phase" % self.net.phase,
                                   "a solver trains a module compiled in phase TRAIN")
         else:
-            self.net = build_net(self.file.train_net, input_shapes)
+            self.net = build_net(self.file.train_net, input_shapes, max_memory)
+            if self.type.history_sets != 1:
+                # The pipeline counted SGD's one history set (validate.check_memory).
+                check_memory(self.net, max_memory, self.type.history_sets)
         self.loss_terms = loss_terms(self.net)
         if not self.loss_terms:
             raise NetdefError(self.net.file, None, None, "the train net has no loss",
@@ -166,7 +173,7 @@ class Solver:
         self._place(self.module, channels_last)
         self.test_nets = []
         for source in self.file.test_nets:
-            net = build_net(source)
+            net = build_net(source, max_memory=max_memory)
             gm = netdef.compile_net(net)
             for w in weights:
                 self._load_weights(net, gm, w)
