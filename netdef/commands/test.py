@@ -1,4 +1,4 @@
-"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz]
+"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz] [--seed S]
 
 Caffe's `caffe test`: N forward passes; each output element of each pass printed as
 `Batch i, name = value`; then `Loss: L` (the mean of the net's loss) and each output's mean
@@ -8,10 +8,12 @@ Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data, as `net
 does), pass after pass, as Caffe's test net reads them. Other inputs come from `--input`: an
 .npz with one array per input blob, entry j along the first axis the batch of pass j (as
 `netdef train --feed`). Without --iterations, every entry is used once; Caffe's default of
-50 applies to nets that need no arrays."""
+50 applies to nets that need no arrays. --seed sets the randomness (the data layers' shuffle,
+TRAIN crops and mirrors, Dropout in TRAIN): one seed, one score. Caffe's tool has no seed (a
+TRAIN net's Dropout differs run to run); netdef's default seed is fixed."""
 from compiler.errors import NetdefError
-from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
-                             resolve_device, weights_arguments)
+from netdef.commands import (add_device_arguments, add_net_arguments, add_seed_argument, add_weights_arguments,
+                             parse_net, resolve_device, seeded_data, weights_arguments)
 
 CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
 
@@ -24,6 +26,7 @@ def add_parser(sub):
                    help="forward passes (default: every batch of --input, else 50)")
     p.add_argument("--input", metavar="IN.npz",
                    help="arrays per input blob, entry j along the first axis = batch j")
+    add_seed_argument(p)
     add_device_arguments(p)
     return p
 
@@ -48,7 +51,6 @@ def check_arrays(path, arrays, input_names, iterations):
 def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
-    from netdef.data.feed import NetData
     from netdef.npz import read_npz
     from netdef.devices import place
     from netdef.training.log import caffe_float, loss_note
@@ -67,7 +69,7 @@ def run(args):
                           % ", ".join(flat), "entry j along the first axis is the whole batch of pass j")
     # The net is shaped to one batch of the arrays, as Caffe's Net::Reshape would.
     net = parse_net(args, {n: a.shape[1:] for n, a in arrays.items()})
-    data = NetData(net)
+    data = seeded_data(net, args.seed)
     array_names = [net.blobs[t].name for t in net.inputs if net.blobs[t].name not in data.blob_names]
     if array_names and args.input is None:
         layers = sorted({net.blobs[t].producer for t in net.inputs if net.blobs[t].name in array_names})
