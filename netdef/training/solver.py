@@ -219,12 +219,16 @@ class Solver:
     def rate(self):
         return float(np.float32(self.policy.rate(self.param, self.iter, self.lr_state)))
 
+    def net_loss(self, out):
+        """Caffe's net loss: the sum of loss_weight x every element of each loss top."""
+        return sum(w * out[name].float().sum() for name, w in self.loss_terms)
+
     def forward_backward(self, inputs):
         """One forward and backward pass; returns (loss tensor, outputs)."""
         with autocast(self.device, self.precision):
             # Positionally: a blob name need not be a Python identifier ("input.1").
             out = self.train_module(*[inputs[n] for n in record_of(self.module).input_names])
-            loss = sum(w * out[name].float().sum() for name, w in self.loss_terms)
+            loss = self.net_loss(out)
         if loss.requires_grad:
             (loss * self.loss_scale if self.loss_scale else loss).backward()
         return loss.detach(), out
@@ -274,7 +278,9 @@ class Solver:
                 # Every iteration: the log smooths the loss over average_loss iterations (Caffe's
                 # UpdateSmoothedLoss) and writes Caffe's lines every `display` of them.
                 now = time.monotonic()
-                self.log.iteration(self.iter, loss, rate, p.iter_size * self.batch_size / (now - clock))
+                shown = p.display and self.iter % p.display == 0
+                self.log.iteration(self.iter, loss, rate, p.iter_size * self.batch_size / (now - clock),
+                                   outputs=self.output_values(out) if shown else None)
                 clock = now
             self.apply_update(rate)
             losses.append(loss)
@@ -286,6 +292,26 @@ class Solver:
             if request == "stop":
                 break
         return losses
+
+    def output_values(self, out):
+        """Caffe's `Train net output #k` values: each output blob of the net (net.outputs:
+        the tops no layer reads, losses among them) as the last forward pass left it, with
+        its loss weight: [(name, tensor, loss_weight)]. Read only on display iterations:
+        it waits for the device."""
+        weights = dict(self.loss_terms)
+        return [(name, out[name].detach().float().cpu(), weights.get(name, 0)) for name in self.net.outputs]
+
+    def final_display(self):
+        """Solver::Solve after the last iteration, when `display` divides it: one more
+        forward pass of the train net (the next batch; BatchNorm's statistics move, as in
+        Caffe, before the final test) and its loss, smoothed, in the log."""
+        inputs = self._inputs(self.passes)
+        self.passes += 1
+        with torch.no_grad(), autocast(self.device, self.precision):
+            out = self.module(*[inputs[n] for n in record_of(self.module).input_names])
+            loss = self.net_loss(out)
+        if self.log is not None:
+            self.log.final_loss(self.iter, float(loss))
 
     def apply_update(self, rate):
         """SGDSolver::ApplyUpdate with the gradients in place: clip, normalize, regularize,
@@ -417,8 +443,8 @@ class Solver:
     # --- solve, snapshots -----------------------------------------------------------
 
     def solve(self, resume=None, on_iteration=None):
-        """Solver::Solve: restore, train to max_iter, a last snapshot (snapshot_after_train)
-        and the final test."""
+        """Solver::Solve: restore, train to max_iter, a last snapshot (snapshot_after_train),
+        the last display (final_display) and the final test."""
         if resume:
             self.restore(resume)
         self.step(self.param.max_iter - self.iter, on_iteration)
@@ -426,6 +452,8 @@ class Solver:
         p = self.param
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0) and not stopped:
             self.snapshot()
+        if not stopped and p.display and self.iter % p.display == 0:
+            self.final_display()
         if not stopped and p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         return not stopped
