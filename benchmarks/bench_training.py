@@ -154,7 +154,12 @@ def main():
     parser.add_argument("--resnet-batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--only", choices=["lenet", "resnet50"])
+    parser.add_argument("--threads", type=int,
+                        help="PyTorch threads (default: PyTorch's); 1 steadies the figures on a shared machine, "
+                             "where threads wait on each other's descheduled peers")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     runs = [("LeNet", lenet, args.lenet_batch, args.rounds * 10), ("ResNet-50", resnet50, args.resnet_batch, args.rounds)]
     for label, setup, batch, rounds in runs:
         if args.only and setup.__name__ != args.only:

@@ -7,6 +7,7 @@ import nothing but the IR's pieces and the layer definitions.
 """
 import os
 import re
+from dataclasses import dataclass
 
 from compiler.errors import NetdefError
 from compiler.layers import registry
@@ -120,6 +121,62 @@ def activation_bytes(net):
     """Bytes of all the activations of a shaped net for its batch, each buffer once: what
     a training step keeps for the backward pass."""
     return sum(activation_buffers(net)[1].values())
+
+
+@dataclass
+class StepMemory:
+    """Bytes of one training step, by what holds them."""
+    weights: int           # learnable blobs and statistics (BatchNorm's)
+    gradients: int         # one gradient per trainable blob (lr_mult not 0)
+    history: int           # the solver's history: history_sets per learnable blob
+    activations: int       # tensors kept between forward and backward
+    inputs: int            # the batch
+    workspace: int = 0     # the largest temporary one layer allocates while it runs
+
+    @property
+    def total(self):
+        return self.weights + self.gradients + self.history + self.activations + self.inputs + self.workspace
+
+
+def training_step_bytes(net, history_sets=1):
+    """StepMemory of one training step of a shaped TRAIN net with a solver keeping
+    `history_sets` history blobs per learnable blob (SGD 1, Adam 2: SolverType.history_sets),
+    from the shapes alone (nothing is built; netdef.training.memory measures the same on
+    PyTorch's meta device, and tests hold the two within 20%).
+
+    Weights: every blob of every layer, a shared one once, statistics included; the solver
+    keeps history for all of them (a .solverstate lines up with Caffe's learnable_params)
+    and gradients for the trainable ones. Activations: every distinct activation buffer
+    (activation_buffers: an in-place top adds nothing), since in a convolutional net nearly
+    each one is read by some backward (a convolution's input, a ReLU's output), plus what a
+    layer keeps beside its blobs (LayerDef.backward_values: max pooling's indices). Where
+    the module allocates otherwise than Caffe the count does not follow it: a
+    BatchNorm+Scale written in place in Caffe computes a new tensor in the module (not
+    counted), a residual sum writes into its bottom instead of a new blob (counted). In
+    ResNet-50 the two about offset (the count is 0.88 of the meta-device figure and 0.91 of
+    a measured Solver step, benchmarks/bench_train_memory.py); a net with BatchNorm and no
+    residual sums is counted low, by up to the size of its BatchNorm tops."""
+    buffer_of, size = activation_buffers(net)
+    inputs = {buffer_of.get(t, t) for t in net.inputs}
+    seen = set()
+    weights = trainable = extra = workspace = 0
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
+            spec = layer.param.param[i] if i < len(layer.param.param) else None
+            if spec is not None and spec.name:
+                if spec.name in seen:
+                    continue
+                seen.add(spec.name)
+            weights += blob_bytes(s)
+            if i not in defn.stat_blobs and not (spec is not None and spec.lr_mult == 0):
+                trainable += blob_bytes(s)
+        extra += BYTES_PER_VALUE * defn.backward_values(layer, shapes, [net.blobs[t].shape for t in layer.tops])
+        workspace = max(workspace, layer_workspace(net, layer))
+    return StepMemory(weights=weights, gradients=trainable, history=history_sets * weights,
+                      activations=sum(n for b, n in size.items() if b not in inputs) + extra,
+                      inputs=sum(size[b] for b in inputs if b in size), workspace=workspace)
 
 
 def inference_peak_bytes(net):

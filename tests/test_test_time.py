@@ -250,3 +250,22 @@ def test_test_reads_data_layers_as_caffe_test(tmp_path, monkeypatch, capsys):
         want = np.mean([expected["iter%d/%s" % (k, top)] for k in range(1, 5)], axis=0).ravel()
         np.testing.assert_allclose(means, want, rtol=1e-5, atol=1e-6)
     assert len(re.findall(r"^Batch 3, label = ", out, re.M)) == 3
+
+
+def test_test_seed_repeats_dropout_in_train(tmp_path, capsys):
+    net = tmp_path / "drop.prototxt"
+    net.write_text('name: "drop"\n' + inputs(data=(4, 64)) +
+                   layer("drop", "Dropout", ["data"], tops=["drop"]) +
+                   layer("ip", "InnerProduct", ["drop"], "inner_product_param { num_output: 2 %s }" % GAUSSIAN))
+    weights = tmp_path / "drop.caffemodel"
+    netdef.export(netdef.load(net), weights)
+    arrays = tmp_path / "in.npz"
+    np.savez(arrays, data=randn(2, 4, 64))
+
+    def scores(*seed):
+        assert main(["test", str(net), "--weights", str(weights), "--input", str(arrays), "--phase", "train",
+                     *seed]) == 0
+        return capsys.readouterr().out
+    assert scores("--seed", "3") == scores("--seed", "3") == scores("--seed", "3")
+    assert scores("--seed", "4") != scores("--seed", "3")
+    assert scores() == scores()                 # the fixed default seed

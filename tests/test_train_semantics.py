@@ -131,7 +131,36 @@ def test_average_loss_smooths_the_logged_loss(tmp_path, monkeypatch):
     out = io.StringIO()
     solver.log = TrainingLog(stream=out, average_loss=2)
     losses = solver.step(3)
-    logged = [float(line.split("loss = ")[1].split(",")[0]) for line in out.getvalue().splitlines()
-              if "loss = " in line]
+    lines = out.getvalue().splitlines()
+    logged = [float(line.split("loss = ")[1].split(",")[0]) for line in lines if "), loss = " in line]
     np.testing.assert_allclose(logged, [losses[0], (losses[0] + losses[1]) / 2, (losses[1] + losses[2]) / 2],
                                rtol=1e-5)
+    # Caffe's output lines: each iteration's own loss top (not smoothed), with its weight 0.5.
+    shown = [line.split("] ")[1] for line in lines if "Train net output" in line]
+    assert len(shown) == 3 and all(line.startswith("    Train net output #0: loss = ") for line in shown)
+    for line, loss in zip(shown, losses):
+        value, note = line.split("loss = ", 1)[1].split(" ", 1)
+        assert float(value) == pytest.approx(2 * loss, rel=1e-5)
+        assert note.startswith("(* 0.5 = ") and float(note.split()[3]) == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("display", [2, 3])
+def test_solve_ends_with_caffes_last_display_when_display_divides_max_iter(tmp_path, monkeypatch, display):
+    import io
+
+    import torch
+    from netdef.training.log import TrainingLog
+    solver, feed, w, b = make(tmp_path, monkeypatch, 'base_lr: 0.01\nlr_policy: "fixed"\ndisplay: %d\n' % display, 4)
+    out = io.StringIO()
+    solver.log = TrainingLog(stream=out, display=display)
+    assert solver.solve()
+    last = out.getvalue().splitlines()[-1]
+    if display == 3:                    # 4 % 3: Caffe runs no last pass
+        assert "Iteration 4, loss" not in out.getvalue() and solver.passes == 4
+        return
+    # One more forward pass on the next batch (the arrays start over) after the 4 updates.
+    assert solver.passes == 5
+    with torch.no_grad():
+        want = float(solver.net_loss(solver.module(torch.from_numpy(feed["x"][0]), torch.from_numpy(feed["y"][0]))))
+    assert "solver.cpp:327] Iteration 4, loss = " in last
+    assert float(last.split("loss = ")[1]) == pytest.approx(want, rel=1e-5)

@@ -8,13 +8,17 @@ LayerDef says `conv_fc_macs`. Memory is for the whole batch, as the budget count
 (compiler/accounting.py): a layer's is the float32 bytes of the buffers it allocates, so a
 top written in place (a ReLU's) or aliasing its bottom (a Split's) adds nothing, and the
 total counts each buffer once (what training keeps for the backward pass); the inference
-peak is what an eager forward holds at once (accounting.inference_peak_bytes).
+peak is what an eager forward holds at once (accounting.inference_peak_bytes). A TRAIN net
+also gets the memory of a training step (accounting.training_step_bytes: weights,
+gradients, SGD's one history set, the activations kept for backward, the batch, the largest
+workspace), the figure `--max-memory` bounds for it.
 """
 import csv
 import io
 import json
 
-from compiler.accounting import activation_buffers, human_bytes, inference_peak_bytes, param_counts
+from compiler.accounting import (activation_buffers, human_bytes, inference_peak_bytes, param_counts,
+                                 training_step_bytes)
 from compiler.layers import registry
 
 def summarize(net):
@@ -52,9 +56,27 @@ def summary_totals(net, rows=None):
             totals[key] += r[key]
         if registry.get(r["type"]).conv_fc_macs:
             totals["conv_fc_macs"] += r["macs"]
-    totals.update(inference_peak=inference_peak_bytes(net), batch=_batch(net),
+    totals.update(inference_peak=inference_peak_bytes(net), training_step=_training_step(net), batch=_batch(net),
                   outputs={name: list(net.shape(name)) for name in net.outputs})
     return totals
+
+
+def _training_step(net):
+    """{part: bytes} of a training step with SGD of a TRAIN net, with the total; None in TEST."""
+    if net.phase != "TRAIN":
+        return None
+    step = training_step_bytes(net)
+    return dict(vars(step), total=step.total)
+
+
+def _training_text(step):
+    if step is None:
+        return ""
+    return "\na training step (SGD) needs %s: weights %s, gradients %s, history %s, activations kept for " \
+           "backward %s, batch %s%s" % (
+               human_bytes(step["total"]), human_bytes(step["weights"]), human_bytes(step["gradients"]),
+               human_bytes(step["history"]), human_bytes(step["activations"]), human_bytes(step["inputs"]),
+               ", workspace %s" % human_bytes(step["workspace"]) if step["workspace"] else "")
 
 
 def _batch(net):
@@ -109,5 +131,6 @@ def format_summary(net, fmt="table"):
         net.name, totals["layers"], "{:,}".format(totals["params"]), "{:,}".format(totals["trainable"]),
         "{:,}".format(totals["frozen"]), macs,
         human_bytes(totals["memory"]), totals["batch"], human_bytes(totals["inference_peak"]),
-        ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items())))
+        ", ".join("%s %s" % (k, "x".join(map(str, v))) for k, v in totals["outputs"].items()))
+        + _training_text(totals["training_step"]))
     return "\n".join(lines)

@@ -122,6 +122,12 @@ class LayerDef:
         them huge is then refused before anything is allocated, as a huge top is."""
         return 0
 
+    def backward_values(self, layer, shapes, out_shapes):
+        """How many float32-sized values the lowered module keeps for its backward pass
+        in training beyond the net's blobs (max pooling's int64 indices), for the memory
+        of a training step (accounting.training_step_bytes)."""
+        return 0
+
     def lower(self, layer, shapes):
         raise NotImplementedError("%s has no PyTorch lowering" % self.type)
 

@@ -9,7 +9,7 @@ window lies wholly outside the input; elsewhere (pad > kernel/2, stride > kernel
 module pads explicitly and computes Caffe's divisors itself.
 """
 from compiler.layers.arithmetic import padding_after, pooled_size, torch_pools_as_caffe
-from compiler.layers.base import LayerDef, ShapeError, geometry_text, spatial_geometry
+from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.proto import caffe_pb2
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
@@ -76,6 +76,11 @@ class Pooling(LayerDef):
             return 0
         after = padding_after((h, w), out, kernel, pad, stride)
         return n * c * (h + pad[0] + after[0]) * (w + pad[1] + after[1])
+
+    def backward_values(self, layer, shapes, out_shapes):
+        """Max pooling keeps the argmax of every output as int64 (two float32s' worth),
+        as Caffe keeps its max_idx_ blob; average pooling keeps nothing."""
+        return 2 * prod(out_shapes[0]) if layer.param.pooling_param.pool == MAX else 0
 
     def lower(self, layer, shapes):
         from compiler.runtime.pooling import CaffePool2d

@@ -11,7 +11,7 @@ import math
 import warnings
 
 from compiler.accounting import (BYTES_PER_VALUE, MEMORY_ENV, activation_buffers, human_bytes, layer_params,
-                                 layer_workspace, memory_budget)
+                                 layer_workspace, memory_budget, training_step_bytes)
 from compiler.errors import NetdefError, NetdefWarning
 from compiler.layers import registry
 from compiler.layers.base import ShapeError
@@ -20,12 +20,15 @@ from compiler.passes.expectations import check_expected_shapes
 from compiler.proto import is_repeated
 
 
-def check_memory(net, budget=None):
-    """Refuse a shaped net whose float32 blobs (every distinct activation buffer of the
-    batch, as accounting.activation_buffers counts them, and the learnable blobs) and the
-    largest workspace a layer allocates while it runs (its temporaries, freed when it
-    returns, so only one layer's at a time) exceed `budget` bytes (see memory_budget).
-    Nothing has been allocated yet."""
+def check_memory(net, budget=None, history_sets=1):
+    """Refuse a shaped net that would not fit `budget` bytes (see memory_budget) before
+    anything is allocated. A TEST net: its float32 blobs (every distinct activation buffer
+    of the batch, as accounting.activation_buffers counts them, and the learnable blobs)
+    and the largest workspace a layer allocates while it runs (its temporaries, freed when
+    it returns, so only one layer's at a time). A TRAIN net: what a training step holds
+    (accounting.training_step_bytes: weights, gradients, `history_sets` solver history
+    blobs per learnable blob, the activations kept for backward, the batch, the largest
+    workspace)."""
     budget = memory_budget(budget)
     activations, params, largest, workspace = 0, 0, (0, None), (0, None)
     seen = set()
@@ -36,11 +39,21 @@ def check_memory(net, budget=None):
         largest = max(largest, (size, layer), key=lambda x: x[0])
         workspace = max(workspace, (layer_workspace(net, layer), layer), key=lambda x: x[0])
         params += BYTES_PER_VALUE * layer_params(net, layer, seen)
-    if activations + params + workspace[0] <= budget:
-        return
-    needs = "the net needs %s (activations %s, learnable blobs %s%s), over the %s memory budget" % (
-        human_bytes(activations + params + workspace[0]), human_bytes(activations), human_bytes(params),
-        ", workspace %s" % human_bytes(workspace[0]) if workspace[0] else "", human_bytes(budget))
+    if net.phase == "TRAIN":
+        step = training_step_bytes(net, history_sets)
+        if step.total <= budget:
+            return
+        needs = "a training step of the net needs %s (weights %s, gradients %s, solver history %s, " \
+                "activations kept for backward %s, batch %s%s), over the %s memory budget" % (
+                    human_bytes(step.total), human_bytes(step.weights), human_bytes(step.gradients),
+                    human_bytes(step.history), human_bytes(step.activations), human_bytes(step.inputs),
+                    ", workspace %s" % human_bytes(step.workspace) if step.workspace else "", human_bytes(budget))
+    else:
+        if activations + params + workspace[0] <= budget:
+            return
+        needs = "the net needs %s (activations %s, learnable blobs %s%s), over the %s memory budget" % (
+            human_bytes(activations + params + workspace[0]), human_bytes(activations), human_bytes(params),
+            ", workspace %s" % human_bytes(workspace[0]) if workspace[0] else "", human_bytes(budget))
     hint = "use a smaller batch (--input-shape), or raise the budget with --max-memory or $%s" % MEMORY_ENV
     size, layer = largest
     if workspace[0] > size:

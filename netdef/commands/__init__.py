@@ -34,8 +34,30 @@ def add_net_arguments(p):
     p.add_argument("--level", type=int, default=0)
     p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                    help="override an input's shape (repeatable)")
+    add_memory_argument(p)
+
+
+def add_memory_argument(p):
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse nets whose blobs need more (e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
+                   help="refuse nets whose blobs need more (a TRAIN net: a training step with its "
+                        "gradients and solver history; e.g. 16G; default $NETDEF_MAX_MEMORY or 16G)")
+
+
+def add_seed_argument(p):
+    p.add_argument("--seed", type=int, help="seed of the randomness: the data layers' (shuffle, TRAIN crops "
+                                            "and mirrors) and Dropout's in TRAIN (default: fixed)")
+
+
+def seeded_data(net, seed):
+    """The net's data layers (netdef.data.feed.NetData) drawing from `seed`, and torch's
+    generator seeded with it too (Dropout's masks in TRAIN, fillers): a run repeats, and
+    another --seed draws anew. None is the fixed default seed. (Caffe's tools seed only
+    through a solver's random_seed: `caffe test` on a TRAIN net does not repeat.)"""
+    import torch
+    from netdef.data.feed import DEFAULT_SEED, NetData
+    seed = DEFAULT_SEED if seed is None else seed
+    torch.manual_seed(seed)
+    return NetData(net, seed)
 
 
 def add_weights_arguments(p, help):

@@ -10,13 +10,13 @@ its own) the net runs on its filler values, and says so.
 Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data), so a net whose
 inputs are all data layers needs no --input. With --iterations N the net runs N forward
 passes, the data layers moving on by one batch each, and the output holds every blob after
-pass k as `iter{k}/{blob}`; --seed sets the data randomness (shuffle, TRAIN crops and
-mirrors), a fixed default otherwise."""
+pass k as `iter{k}/{blob}`; --seed sets the randomness (the data layers' shuffle, TRAIN crops
+and mirrors, Dropout in TRAIN), a fixed default otherwise."""
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
-from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, parse_net,
-                             resolve_device, weights_arguments, write_atomic)
+from netdef.commands import (add_device_arguments, add_net_arguments, add_seed_argument, add_weights_arguments,
+                             parse_net, resolve_device, seeded_data, weights_arguments, write_atomic)
 
 
 def add_parser(sub):
@@ -33,7 +33,7 @@ def add_parser(sub):
                         "the batch; falls back to --fast with one line saying why")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="run N forward passes; keys become iter{k}/{blob} (k = 1..N)")
-    p.add_argument("--seed", type=int, help="seed of the data layers' randomness (default: fixed)")
+    add_seed_argument(p)
     add_device_arguments(p)
     return p
 
@@ -43,7 +43,6 @@ def run(args):
     import torch
     import netdef
     from compiler.passes.validate import memory_budget
-    from netdef.data.feed import DEFAULT_SEED, NetData
     from netdef.devices import autocast, place, place_inputs
     from netdef.inference import compile_for_inference
     from netdef.npz import read_npz, write_npz
@@ -52,9 +51,7 @@ def run(args):
     arrays = read_npz(args.input, memory_budget(args.max_memory)) if args.input else {}
     device = resolve_device(args)
     net = parse_net(args, {k: v.shape for k, v in arrays.items()})
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    torch.manual_seed(seed)                  # Dropout in TRAIN
-    data = NetData(net, seed)
+    data = seeded_data(net, args.seed)
     input_names = [net.blobs[t].name for t in net.inputs]
     missing = [n for n in input_names if n not in arrays and n not in data.blob_names]
     if missing:

@@ -1,4 +1,4 @@
-"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz]
+"""netdef test NET --weights W [--iterations N] [--phase train|test] [--input in.npz] [--seed S]
                 [--crops 1|10] [--ensemble [NET2:]W2 ...]
 
 Caffe's `caffe test`: N forward passes; each output element of each pass printed as
@@ -9,7 +9,9 @@ Data layers (ImageData, Data, HDF5Data) read their sources (netdef/data, as `net
 does), pass after pass, as Caffe's test net reads them. Other inputs come from `--input`: an
 .npz with one array per input blob, entry j along the first axis the batch of pass j (as
 `netdef train --feed`). Without --iterations, every entry is used once; Caffe's default of
-50 applies to nets that need no arrays.
+50 applies to nets that need no arrays. --seed sets the randomness (the data layers' shuffle,
+TRAIN crops and mirrors, Dropout in TRAIN): one seed, one score. Caffe's tool has no seed (a
+TRAIN net's Dropout differs run to run); netdef's default seed is fixed.
 
 --crops 10 and --ensemble score what netdef predict computes: the class probabilities of
 the main SoftmaxWithLoss's scores averaged over the ten crops of each image (read
@@ -18,8 +20,9 @@ NET2:W2 of another net), with the net's losses and accuracies of those scores co
 the average (netdef/inference/averaged.py), so the gain of crops and ensembles, and its
 time, can be measured."""
 from compiler.errors import NetdefError
-from netdef.commands import (add_device_arguments, add_net_arguments, add_weights_arguments, net_state,
-                             parse_input_shapes, parse_net, resolve_device, weights_arguments)
+from netdef.commands import (add_device_arguments, add_net_arguments, add_seed_argument, add_weights_arguments,
+                             net_state, parse_input_shapes, parse_net, resolve_device, seeded_data,
+                             weights_arguments)
 from netdef.commands.predict import add_averaging_arguments, member_files
 
 CAFFE_ITERATIONS = 50       # caffe.cpp's FLAGS_iterations default
@@ -34,6 +37,7 @@ def add_parser(sub):
     p.add_argument("--input", metavar="IN.npz",
                    help="arrays per input blob, entry j along the first axis = batch j")
     add_averaging_arguments(p)
+    add_seed_argument(p)
     add_device_arguments(p)
     return p
 
@@ -58,7 +62,6 @@ def check_arrays(path, arrays, input_names, iterations):
 def run(args):
     import netdef
     from compiler.passes.validate import memory_budget
-    from netdef.data.feed import NetData
     from netdef.npz import read_npz
     from netdef.devices import place
     from netdef.training.log import caffe_float, loss_note
@@ -77,7 +80,7 @@ def run(args):
                           % ", ".join(flat), "entry j along the first axis is the whole batch of pass j")
     # The net is shaped to one batch of the arrays, as Caffe's Net::Reshape would.
     net = parse_net(args, {n: a.shape[1:] for n, a in arrays.items()})
-    data = NetData(net)
+    data = seeded_data(net, args.seed)
     array_names = [net.blobs[t].name for t in net.inputs if net.blobs[t].name not in data.blob_names]
     if array_names and args.input is None:
         layers = sorted({net.blobs[t].producer for t in net.inputs if net.blobs[t].name in array_names})
@@ -121,7 +124,6 @@ def averaged_scoring(args, net, weights, strict, device):
     """(the AveragedScoring of the net and its --ensemble members, the NetData to read,
     {image top: crop size}): with --crops 10 the data layers read whole images."""
     from compiler import pipeline
-    from netdef.data.feed import NetData
     from netdef.inference.averaged import AveragedScoring, uncropped
     state, shapes = net_state(args), parse_input_shapes(args.input_shape)
     averaged = AveragedScoring(net, args.crops, device, args.precision, args.channels_last)
@@ -131,4 +133,4 @@ def averaged_scoring(args, net, weights, strict, device):
         member = net if net_file == args.net else pipeline.build(net_file, state, shapes, args.max_memory)
         averaged.add(member, member_weights, member_weights, strict)
     whole, crop_sizes = uncropped(net, state, shapes) if args.crops == 10 else (net, {})
-    return averaged, NetData(whole), crop_sizes
+    return averaged, seeded_data(whole, args.seed), crop_sizes

@@ -1,7 +1,7 @@
 """netdef train SOLVER [--weights W] [--feed batches.npz] [--trace out.npz]
                     [--snapshot PREFIX_iter_N.solverstate] [--device D] [--gpu N]
                     [--precision fp32|bf16|fp16] [--channels-last] [--log FILE]
-                    [--data-workers N]
+                    [--data-workers N] [--max-memory SIZE]
 
 Caffe's `caffe train`: the solver file's nets, schedule and update, with the module
 running on PyTorch. --feed gives the inputs (entry j of each array feeds forward pass j);
@@ -20,7 +20,7 @@ SIGINT snapshots and stops, SIGHUP snapshots and goes on (Caffe's defaults).
 import os
 
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
-from netdef.commands import add_device_arguments, resolve_device
+from netdef.commands import add_device_arguments, add_memory_argument, resolve_device
 
 
 def add_parser(sub):
@@ -33,6 +33,7 @@ def add_parser(sub):
     p.add_argument("--trace", help="write losses, rates and parameters per iteration to this .npz")
     p.add_argument("--snapshot", help="resume from a .solverstate (or .solverstate.h5)")
     add_device_arguments(p)
+    add_memory_argument(p)
     p.add_argument("--log", help="also write the log lines to this file")
     p.add_argument("--data-workers", type=int, default=1, metavar="N",
                    help="worker processes making the data layers' batches ahead of the model (0: inline)")
@@ -90,7 +91,7 @@ def _train(args, solver_file, device, rank, world, distributed):
                     device=device, precision=args.precision, channels_last=args.channels_last,
                     record=bool(args.trace),
                     input_shapes=feed.input_shapes() if feed else None, distributed=distributed,
-                    test_feeds=test_feeds)
+                    test_feeds=test_feeds, max_memory=args.max_memory)
     data = attach(solver, args.data_workers, rank, world) if feed is None else None
     inputs = netdef.record(solver.module).input_names
     if inputs and feed is None and data is None:

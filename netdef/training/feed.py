@@ -51,9 +51,12 @@ class ArrayFeed:
                 if a.ndim > 1}
 
     def __call__(self, j):
+        """The batches of forward pass j. Past the last entry the arrays start over, as
+        Caffe's data layers do at the end of their source: only Solve's last display pass
+        reads there (check() makes training itself fit the arrays)."""
         out = {}
         for name, a in self.arrays.items():
-            batch = a[j]
+            batch = a[j % len(a)]
             if self.world > 1:
                 share = batch.shape[0] // self.world
                 batch = batch[self.rank * share:(self.rank + 1) * share]

@@ -10,6 +10,7 @@ plot_training_log.py) and `netdef plot` read a netdef log as they read a Caffe o
     I1130 11:00:00.000000 12345 solver.cpp:239] Iteration 500 (2.5 iter/s, 40s/100 iters), loss = 0.123
     I1130 11:00:00.000000 12345 solver.cpp:258]     Train net output #0: loss = 0.11 (* 1 = 0.11 loss)
     I1130 11:00:00.000000 12345 sgd_solver.cpp:112] Iteration 500, lr = 0.01
+    I1130 11:00:00.000000 12345 solver.cpp:327] Iteration 10000, loss = 0.0025   (after the last)
 
 What those parsers rely on, and so what this module keeps exactly:
 - every line starts with glog's `Lmmdd hh:mm:ss.uuuuuu tid file:line]` (parse_log.sh takes
@@ -111,6 +112,16 @@ class TrainingLog:
             if data_wait is not None:
                 parts.append("data wait %.1f%%" % (100 * data_wait))
             self._caffe_line("solver.cpp:239", "    Throughput: " + ", ".join(parts))
+
+    def final_loss(self, it, loss):
+        """Solver::Solve's last display: after the last iteration, when `display` divides it,
+        Caffe runs one more forward pass of the train net and writes the loss smoothed with
+        it (`Iteration N, loss = L`, no throughput: no iteration ran)."""
+        self._smooth(float(loss))
+        self._start()
+        self._caffe_line("solver.cpp:327", "Iteration %d, loss = %s" % (it, caffe_float(self.smoothed_loss)))
+        if self.progress:
+            self._print_above_bar("iteration %d: loss %s" % (it, caffe_float(self.smoothed_loss)))
 
     def test_output(self, net_index, outputs, it=None):
         """Test net `net_index` (0 for the first test net) scored `outputs`: [(name, value)]

@@ -36,6 +36,7 @@ from compiler.backends.record import record_of
 from compiler.errors import NetdefError, NetdefErrors, NetdefWarning
 from compiler.frontends.solver import read_solver
 from compiler.layers.loss import loss_weight
+from compiler.passes.validate import check_memory
 from netdef.devices import autocast, place
 from netdef.training import lr_policies, snapshot as snapshots, solver_types
 from netdef.training.params import learnable_params
@@ -68,13 +69,14 @@ def check_solver(solver_file):
     return kind, policy
 
 
-def build_net(source, input_shapes=None):
-    """A solver's NetSource -> wired, shaped IR Net in the source's NetState."""
+def build_net(source, input_shapes=None, max_memory=None):
+    """A solver's NetSource -> wired, shaped IR Net in the source's NetState, refused when
+    it would not fit `max_memory` (pipeline.check: a TRAIN net's training step)."""
     if source.proto is None:
-        return pipeline.build(source.file, source.state, input_shapes)
+        return pipeline.build(source.file, source.state, input_shapes, max_memory)
     from compiler.frontends import prototxt
     net = prototxt.net_from_proto(source.proto, source.file, source.lines)
-    return pipeline.build_net(net, source.state, input_shapes)
+    return pipeline.build_net(net, source.state, input_shapes, max_memory)
 
 
 def loss_terms(net):
@@ -120,11 +122,13 @@ class Solver:
     (Caffe's --weights and the solver's `weights`: copied by layer name, in order).
     `module`: a compiled TRAIN module to train instead of the solver's train net (its
     record's net is used; the solver's net fields still give the test nets).
-    `record`: keep every blob of the first forward pass (for traces)."""
+    `record`: keep every blob of the first forward pass (for traces).
+    `max_memory`: the memory budget (bytes or "16G"; default $NETDEF_MAX_MEMORY or 16 GiB)
+    that a training step of the train net, with this solver type's history, must fit."""
 
     def __init__(self, solver, feed=None, weights=None, device="cpu", precision="fp32",
                  channels_last=False, log=None, record=False, input_shapes=None, distributed=None,
-                 test_feeds=(), module=None):
+                 test_feeds=(), module=None, max_memory=None):
         import netdef
         self.file = read_solver(solver) if isinstance(solver, (str, os.PathLike)) else solver
         self.param = self.file.param
@@ -150,7 +154,10 @@ class Solver:
                 raise NetdefError(self.net.file, None, None, "the module computes the %s phase" % self.net.phase,
                                   "a solver trains a module compiled in phase TRAIN")
         else:
-            self.net = build_net(self.file.train_net, input_shapes)
+            self.net = build_net(self.file.train_net, input_shapes, max_memory)
+            if self.type.history_sets != 1:
+                # The pipeline counted SGD's one history set (validate.check_memory).
+                check_memory(self.net, max_memory, self.type.history_sets)
         self.loss_terms = loss_terms(self.net)
         if not self.loss_terms:
             raise NetdefError(self.net.file, None, None, "the train net has no loss",
@@ -166,7 +173,7 @@ class Solver:
         self._place(self.module, channels_last)
         self.test_nets = []
         for source in self.file.test_nets:
-            net = build_net(source)
+            net = build_net(source, max_memory=max_memory)
             gm = netdef.compile_net(net)
             for w in weights:
                 self._load_weights(net, gm, w)
@@ -212,12 +219,16 @@ class Solver:
     def rate(self):
         return float(np.float32(self.policy.rate(self.param, self.iter, self.lr_state)))
 
+    def net_loss(self, out):
+        """Caffe's net loss: the sum of loss_weight x every element of each loss top."""
+        return sum(w * out[name].float().sum() for name, w in self.loss_terms)
+
     def forward_backward(self, inputs):
         """One forward and backward pass; returns (loss tensor, outputs)."""
         with autocast(self.device, self.precision):
             # Positionally: a blob name need not be a Python identifier ("input.1").
             out = self.train_module(*[inputs[n] for n in record_of(self.module).input_names])
-            loss = sum(w * out[name].float().sum() for name, w in self.loss_terms)
+            loss = self.net_loss(out)
         if loss.requires_grad:
             (loss * self.loss_scale if self.loss_scale else loss).backward()
         return loss.detach(), out
@@ -267,7 +278,9 @@ class Solver:
                 # Every iteration: the log smooths the loss over average_loss iterations (Caffe's
                 # UpdateSmoothedLoss) and writes Caffe's lines every `display` of them.
                 now = time.monotonic()
-                self.log.iteration(self.iter, loss, rate, p.iter_size * self.batch_size / (now - clock))
+                shown = p.display and self.iter % p.display == 0
+                self.log.iteration(self.iter, loss, rate, p.iter_size * self.batch_size / (now - clock),
+                                   outputs=self.output_values(out) if shown else None)
                 clock = now
             self.apply_update(rate)
             losses.append(loss)
@@ -279,6 +292,26 @@ class Solver:
             if request == "stop":
                 break
         return losses
+
+    def output_values(self, out):
+        """Caffe's `Train net output #k` values: each output blob of the net (net.outputs:
+        the tops no layer reads, losses among them) as the last forward pass left it, with
+        its loss weight: [(name, tensor, loss_weight)]. Read only on display iterations:
+        it waits for the device."""
+        weights = dict(self.loss_terms)
+        return [(name, out[name].detach().float().cpu(), weights.get(name, 0)) for name in self.net.outputs]
+
+    def final_display(self):
+        """Solver::Solve after the last iteration, when `display` divides it: one more
+        forward pass of the train net (the next batch; BatchNorm's statistics move, as in
+        Caffe, before the final test) and its loss, smoothed, in the log."""
+        inputs = self._inputs(self.passes)
+        self.passes += 1
+        with torch.no_grad(), autocast(self.device, self.precision):
+            out = self.module(*[inputs[n] for n in record_of(self.module).input_names])
+            loss = self.net_loss(out)
+        if self.log is not None:
+            self.log.final_loss(self.iter, float(loss))
 
     def apply_update(self, rate):
         """SGDSolver::ApplyUpdate with the gradients in place: clip, normalize, regularize,
@@ -410,8 +443,8 @@ class Solver:
     # --- solve, snapshots -----------------------------------------------------------
 
     def solve(self, resume=None, on_iteration=None):
-        """Solver::Solve: restore, train to max_iter, a last snapshot (snapshot_after_train)
-        and the final test."""
+        """Solver::Solve: restore, train to max_iter, a last snapshot (snapshot_after_train),
+        the last display (final_display) and the final test."""
         if resume:
             self.restore(resume)
         self.step(self.param.max_iter - self.iter, on_iteration)
@@ -419,6 +452,8 @@ class Solver:
         p = self.param
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0) and not stopped:
             self.snapshot()
+        if not stopped and p.display and self.iter % p.display == 0:
+            self.final_display()
         if not stopped and p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         return not stopped
