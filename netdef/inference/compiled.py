@@ -44,7 +44,6 @@ import sys
 import time
 
 import torch
-import torch._inductor.config
 from torch import nn
 
 from compiler.backends.record import record_of
@@ -95,6 +94,9 @@ class CompiledNet(nn.Module):
         return {k: v.to(torch.float32, copy=copy) for k, v in out.items()}
 
     def _call(self, program, args, kwargs):
+        # Imported here: inductor's config imports sympy, a third of a second that `import
+        # netdef` does not pay for modules that are never compiled.
+        import torch._inductor.config
         if self.compiled and self.device_type == "cuda":
             # A CUDA graph replays into the same output memory; a new step lets the previous
             # outputs be overwritten, so they are copied in forward() before that happens.
