@@ -1,5 +1,6 @@
 """compile=True / --compile (netdef/inference/compiled.py): the fast path under torch.compile
-with freezing, its dynamic batch, its record, bf16, and the fallback to the eager fast path.
+with freezing, its program for other batch sizes, its record, bf16, and the fallback to the
+eager fast path.
 
 Only small nets compile here (a compile takes seconds even for them); ResNet-50 and
 GoogLeNet compile against their goldens in benchmarks/bench_compile.py, which `make test`
@@ -8,7 +9,9 @@ does not run.
 import numpy as np
 import pytest
 import torch
+import torch._inductor.config as inductor_config
 from torch._dynamo.utils import counters
+from torch._inductor.utils import run_and_get_code
 
 import netdef
 from compiler.layers import registry
@@ -44,18 +47,20 @@ def assert_close(got, want):
 
 @pytest.fixture(scope="module")
 def compiled():
-    """(compiled module, plain eager module, the lines it logged). Compiled once for the
-    tests below: compiling is the slow part."""
+    """(compiled module, plain eager module, the lines it logged, inductor's generated code of
+    the warm-up). Compiled once for the tests below: compiling is the slow part. Without
+    inductor's caches, so that the code is generated here, not read from a previous run."""
     net = parse_text(NET)
     w = weights(net)
     lines = []
     fast = netdef.compile_net(net, w, outputs=OUTPUTS, fast=True)
-    model = compile_for_inference(fast, log=lines.append)
-    return model, netdef.compile_net(net, w, outputs=OUTPUTS).eval(), lines
+    with inductor_config.patch(force_disable_caches=True):
+        model, code = run_and_get_code(compile_for_inference, fast, log=lines.append)
+    return model, netdef.compile_net(net, w, outputs=OUTPUTS).eval(), lines, "\n".join(code)
 
 
 def test_compiled_module_computes_caffes_blobs_under_their_names(compiled):
-    model, plain, lines = compiled
+    model, plain, lines, _ = compiled
     assert model.compiled and model.fallback is None and model.warmup_seconds > 0
     assert len(lines) == 1 and lines[0].startswith("netdef: compiled t in ")
     x = torch.from_numpy(randn(2, 3, 8, 8, seed=9))
@@ -68,18 +73,48 @@ def test_compiled_module_computes_caffes_blobs_under_their_names(compiled):
     assert_close(model(data=x)["prob"], want["prob"])      # inputs by Caffe blob name too
 
 
-def test_other_batch_sizes_do_not_recompile(compiled):
-    model, plain, _ = compiled
-    frames = counters["frames"]["ok"]
-    for batch in (3, 7, 2, 5):
+def test_weights_are_frozen_and_convolutions_prepacked(compiled):
+    """Freezing really happens: the weights are constants of the generated code (`_frozen_param`),
+    and the convolution is oneDNN's with its weight packed at compile time and the ReLU fused
+    in. (torch.compile(options={"freezing": True}) alone compiles the weights as inputs.)"""
+    code = compiled[3]
+    assert "_frozen_param" in code
+    if torch.backends.mkldnn.is_available():
+        assert "torch.ops.mkldnn._convolution_pointwise.default(" in code and "'relu'" in code
+        assert "extern_kernels.convolution(" not in code
+
+
+def test_other_batch_sizes_compile_once(compiled):
+    """The warm-up's batch has its own program; the first other batch size compiles the
+    batch-dynamic one (one line), which serves every other size after it."""
+    model, plain, lines, _ = compiled
+    for batch in (3, 7, 2, 5, 2):
+        if batch == 7:
+            frames = counters["frames"]["ok"]
         x = torch.from_numpy(randn(batch, 3, 8, 8, seed=batch))
         with torch.no_grad():
             assert_close(model(x)["prob"], plain(x)["prob"])
     assert counters["frames"]["ok"] == frames
+    assert len(lines) == 2 and lines[1].startswith("netdef: compiled t for other batch sizes in ")
+    assert lines[1].endswith("(dynamic batch, first seen: 3x3x8x8)")
+
+
+def test_other_batch_sizes_fall_back_in_one_line_where_their_compile_fails():
+    net = parse_text(HEADER + 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n')
+    lines = []
+    model = compile_for_inference(netdef.compile_net(net, outputs=["r"], fast=True), log=lines.append)
+    x = torch.from_numpy(randn(3, 3, 8, 8, seed=1))
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/c++"), "force_disable_caches": True}):
+        assert torch.equal(model(x)["r"], x.relu())
+    assert model.compiled and len(lines) == 2
+    assert lines[1].startswith("netdef: torch.compile failed for batch shapes 3x3x8x8 (InvalidCxxCompiler: ")
+    assert lines[1].endswith("); other batch sizes run the eager fast path")
+    assert torch.equal(model(x * 2)["r"], (x * 2).relu())
+    assert len(lines) == 2
 
 
 def test_record_survives_compilation(compiled):
-    model, _, _ = compiled
+    model, _, _, _ = compiled
     record = netdef.record(model)
     assert record is netdef.record(model.module)
     assert record.output_names == OUTPUTS and record.input_names == ["data"]
@@ -111,7 +146,6 @@ def test_precision_without_compile_is_refused():
 
 
 def test_no_cxx_compiler_falls_back_to_the_eager_fast_path_in_one_line():
-    import torch._inductor.config as inductor_config
     net = parse_text(NET)
     w = weights(net)
     lines = []
@@ -191,7 +225,6 @@ def test_a_broken_net_is_not_reported_as_a_compile_failure():
 def test_cli_run_compile_falls_back_in_one_line(tmp_path, capsys):
     """`run --compile` where compiling fails: one line on stderr, the eager fast path's
     results, exit 0. (Compiling succeeds in the tests above; here it must fail, quickly.)"""
-    import torch._inductor.config as inductor_config
     from netdef.cli import main
     (tmp_path / "net.prototxt").write_text(NET)
     net = parse_text(NET)

@@ -3,27 +3,40 @@
 `netdef.load(..., compile=True)` (and `--compile` on `netdef run`) builds the inference fast
 path (BatchNorm and Scale folded into the convolutions, channels_last weights) and compiles
 it with inductor's `freezing`: the weights become constants of the compiled code, so inductor
-folds what is left around them and prepacks the convolution weights once, at compile time.
-The module is for inference only; a net for inference is what Caffe's TEST phase runs, and
-training needs the parameters to stay parameters.
+folds what is left around them and prepacks the convolution weights once, at compile time
+(oneDNN convolutions with the ReLU and residual sum fused in). The module is for inference
+only; a net for inference is what Caffe's TEST phase runs, and training needs the parameters
+to stay parameters.
+
+Freezing is switched on with `torch._inductor.config.patch(freezing=True)` around every call
+of the compiled program, not with `torch.compile(options={"freezing": True})`: dynamo decides
+while it traces whether parameters become constants, and it reads the process-wide inductor
+config for that, not the options given to the backend. With the options alone, inductor runs
+its freezing pass on a graph whose weights are still inputs, so nothing is frozen or
+prepacked (measured: ResNet-50 then runs at the speed of plain torch.compile). The patch
+lasts for the call only, so other torch.compile users in the process are not affected.
 
 Compilation happens in `compile_for_inference`, on one warm-up batch of the net's input
 shapes, so its cost is paid (and reported, `warmup_seconds`) before the first real batch,
 and a failure (no C++ compiler, a layer torch.compile cannot trace) falls back there to the
 eager fast path with one line saying why, never mid-run.
 
-Batch sizes: the batch dimension of every input is marked dynamic at warm-up
-(`torch._dynamo.maybe_mark_dynamic`), so one compiled program serves every batch size.
-torch.compile treats a dimension of size 1 as a constant, so a net warmed up at batch 1
-compiles once more, with a symbolic batch, the first time it sees another size; a net
-warmed up at batch >= 2 compiles once more for batch 1. After that, nothing recompiles.
+Batch sizes: the warm-up shapes get a program specialized to them, whose convolution weights
+are prepacked for those shapes (inductor prepacks only for static input shapes: with a
+symbolic batch it repacks the weights in every call, which costs ResNet-50 about a quarter of
+its speed). Any other batch size runs a second program whose batch dimension is dynamic
+(`torch._dynamo.maybe_mark_dynamic`): it is compiled the first time such a batch comes, with
+one line reporting it, and serves every other batch size after that (torch.compile treats a
+size of 1 as a constant, so batch 1 compiles once more). The two are separate torch.compile
+wrappers so that the warm-up shapes keep their program after other sizes were seen. Should
+that second compile fail, other batch sizes run the eager fast path, again with one line.
 
 Precision: float32 by default, as Caffe computes. `precision="bf16"` (CPU with bf16 support,
 or CUDA) and `"fp16"` (CUDA) run convolutions and matrix products under torch.autocast;
 outputs are returned as float32. It is opt-in: the numbers then differ from Caffe's by
 more than the golden tolerance.
 
-On CUDA the compiled program is also captured as a CUDA graph (mode="reduce-overhead"),
+On CUDA the compiled programs are also captured as CUDA graphs (mode="reduce-overhead"),
 which removes the per-kernel launch cost that dominates small batches. That path is not
 tested on this project's CPU-only CI.
 """
@@ -49,7 +62,7 @@ class CompiledNet(nn.Module):
     parameters of `module` afterwards, or moving it to another device, does not change what
     the compiled program computes. Load weights before compiling."""
 
-    def __init__(self, module, device, precision):
+    def __init__(self, module, device, precision, log):
         super().__init__()
         self.module = module
         self.meta = module.meta
@@ -59,25 +72,58 @@ class CompiledNet(nn.Module):
         self.fallback = None
         self.warmup_seconds = 0.0
         self.training = False
-        # Kept out of the submodules: the compiled callable wraps `module`, and registering it
-        # too would list every parameter twice in state_dict().
-        self.__dict__["_run"] = module
+        self._log = log
+        self._warmup_shapes = None
+        # Kept out of the submodules: the compiled callables wrap `module`, and registering
+        # them too would list every parameter twice in state_dict().
+        self.__dict__["_static"] = module
+        self.__dict__["_dynamic"] = None
 
     def forward(self, *args, **kwargs):
         args = [self._prepare(a) for a in args]
         kwargs = {k: self._prepare(v) for k, v in kwargs.items()}
-        if self.compiled and self.device_type == "cuda":
-            # A CUDA graph replays into the same output memory; a new step lets the previous
-            # outputs be overwritten, so they are cloned below before that happens.
-            torch.compiler.cudagraph_mark_step_begin()
-        with torch.no_grad(), autocast(self.device_type, self.precision):
-            out = self._run(*args, **kwargs)
+        shapes = [tuple(t.shape) for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
+        if not self.compiled or shapes == self._warmup_shapes:
+            out = self._call(self._static, args, kwargs)
+        elif self._dynamic is None:
+            out = self._compile_dynamic(args, kwargs)
+        else:
+            out = self._call(self._dynamic, *_batch_dynamic(args, kwargs))
         # Caffe's blobs are float32; on CUDA a copy, since the graph's output memory is reused.
         copy = self.compiled and self.device_type == "cuda"
         return {k: v.to(torch.float32, copy=copy) for k, v in out.items()}
 
+    def _call(self, program, args, kwargs):
+        # Imported here: inductor's config imports sympy, a third of a second that `import
+        # netdef` does not pay for modules that are never compiled.
+        import torch._inductor.config
+        if self.compiled and self.device_type == "cuda":
+            # A CUDA graph replays into the same output memory; a new step lets the previous
+            # outputs be overwritten, so they are copied in forward() before that happens.
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad(), autocast(self.device_type, self.precision), \
+                torch._inductor.config.patch(freezing=True):
+            return program(*args, **kwargs)
+
+    def _compile_dynamic(self, args, kwargs):
+        """The first batch whose shapes differ from the warm-up's: compile the batch-dynamic
+        program on it, or run it and later ones eagerly where that fails."""
+        start = time.perf_counter()
+        self.__dict__["_dynamic"] = torch.compile(self.module, options=_options(self.device_type))
+        try:
+            out = self._call(self._dynamic, *_batch_dynamic(args, kwargs))
+        except Exception as e:   # as in compile_for_inference: an error of the net is raised
+            self.__dict__["_dynamic"] = self.module
+            out = self._call(self.module, args, kwargs)
+            self._log("netdef: torch.compile failed for batch shapes %s (%s); other batch sizes "
+                      "run the eager fast path" % (_shapes_text(args, kwargs), _one_line(e)))
+        else:
+            self._log("netdef: compiled %s for other batch sizes in %.1f s (dynamic batch, first "
+                      "seen: %s)" % (_name(self), time.perf_counter() - start, _shapes_text(args, kwargs)))
+        return out
+
     def _prepare(self, x):
-        """Inputs in the layout the compiled program was specialized to: 4-D tensors
+        """Inputs in the layout the compiled programs were specialized to: 4-D tensors
         channels_last (the layout the fast path's convolutions compute in), so that a caller's
         contiguous or channels_last batch both run without recompiling."""
         if isinstance(x, torch.Tensor) and x.dim() == 4:
@@ -93,8 +139,9 @@ class CompiledNet(nn.Module):
 
 def compile_for_inference(gm, precision="fp32", log=None):
     """A fast-path GraphModule (eval mode, weights loaded) -> CompiledNet, compiled and warmed
-    up on zeros of the shapes in its record's net (their batch dimension dynamic). `log`
-    receives the one line reporting the warm-up time or the fallback (default: stderr)."""
+    up on zeros of the shapes in its record's net. `log` receives the one line reporting the
+    warm-up time or the fallback (default: stderr), and later the line of the batch-dynamic
+    compile, if another batch size comes."""
     if log is None:
         def log(line):
             print(line, file=sys.stderr, flush=True)
@@ -109,34 +156,51 @@ def compile_for_inference(gm, precision="fp32", log=None):
     if precision == "fp16" and device.type != "cuda":
         raise NetdefError(None, None, None, "precision fp16 needs a CUDA device; on a CPU use bf16")
     gm.eval()
-    model = CompiledNet(gm, device, precision)
-    # Marked after _prepare: a layout change makes a new tensor, which would lose the mark.
-    example = [model._prepare(torch.zeros(record.net.blobs[t].shape, device=device))
-               for t in record.net.inputs]
-    for x in example:
-        if x.dim() and x.shape[0] > 1:
-            torch._dynamo.maybe_mark_dynamic(x, 0)
-    options = {"freezing": True}
-    if device.type == "cuda":
-        # CUDA graphs: what mode="reduce-overhead" sets (torch.compile takes a mode or options,
-        # not both).
-        options["triton.cudagraphs"] = True
+    model = CompiledNet(gm, device, precision, log)
+    example = [torch.zeros(record.net.blobs[t].shape, device=device) for t in record.net.inputs]
     start = time.perf_counter()
     try:
-        model.__dict__["_run"] = torch.compile(gm, options=options)
+        model.__dict__["_static"] = torch.compile(gm, dynamic=False, options=_options(device.type))
         model.compiled = True
+        model._warmup_shapes = [tuple(x.shape) for x in example]
         model(*example)
     except Exception as e:       # any failure of torch.compile's machinery: run eagerly instead
-        model.__dict__["_run"] = gm
+        model.__dict__["_static"] = gm
         model.compiled = False
         model(*example)          # an error of the net itself is raised here, not hidden
         model.fallback = _one_line(e)
         log("netdef: torch.compile failed (%s); running the eager fast path" % model.fallback)
     else:
         model.warmup_seconds = time.perf_counter() - start
-        log("netdef: compiled %s in %.1f s (torch.compile, inductor freezing, %s, dynamic batch)"
-            % (record.net.name or "the net", model.warmup_seconds, precision))
+        log("netdef: compiled %s in %.1f s (torch.compile, inductor freezing, %s, batch shapes %s; "
+            "other batch sizes compile once more when first seen)"
+            % (_name(model), model.warmup_seconds, precision, _shapes_text(example, {})))
     return model
+
+
+def _batch_dynamic(args, kwargs):
+    """(args, kwargs) with the batch dimension of their tensors marked dynamic. Marked after
+    CompiledNet._prepare: a layout change makes a new tensor, which would lose the mark."""
+    for x in list(args) + list(kwargs.values()):
+        if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] > 1:
+            torch._dynamo.maybe_mark_dynamic(x, 0)
+    return args, kwargs
+
+
+def _options(device_type):
+    """inductor's options for a compiled program (freezing is not among them: see the module
+    docstring). On CUDA, CUDA graphs: what mode="reduce-overhead" sets (torch.compile takes a
+    mode or options, not both)."""
+    return {"triton.cudagraphs": True} if device_type == "cuda" else None
+
+
+def _name(model):
+    return record_of(model.module).net.name or "the net"
+
+
+def _shapes_text(args, kwargs):
+    return ", ".join("x".join(map(str, t.shape)) for t in list(args) + list(kwargs.values())
+                     if isinstance(t, torch.Tensor))
 
 
 def _one_line(error):
