@@ -16,20 +16,21 @@ its freezing pass on a graph whose weights are still inputs, so nothing is froze
 prepacked (measured: ResNet-50 then runs at the speed of plain torch.compile). The patch
 lasts for the call only, so other torch.compile users in the process are not affected.
 
-Compilation happens in `compile_for_inference`, on one warm-up batch of the net's input
-shapes, so its cost is paid (and reported, `warmup_seconds`) before the first real batch,
-and a failure (no C++ compiler, a layer torch.compile cannot trace) falls back there to the
-eager fast path with one line saying why, never mid-run.
+Compilation happens in `compile_for_inference`, on warm-up batches, so its cost is paid (and
+reported, `warmup_seconds`) before the first real batch, and a failure (no C++ compiler, a
+layer torch.compile cannot trace) falls back there to the eager fast path with one line
+saying why, never mid-run.
 
 Batch sizes: the warm-up shapes get a program specialized to them, whose convolution weights
 are prepacked for those shapes (inductor prepacks only for static input shapes: with a
 symbolic batch it repacks the weights in every call, which costs ResNet-50 about a quarter of
 its speed). Any other batch size runs a second program whose batch dimension is dynamic
-(`torch._dynamo.maybe_mark_dynamic`): it is compiled the first time such a batch comes, with
-one line reporting it, and serves every other batch size after that (torch.compile treats a
-size of 1 as a constant, so batch 1 compiles once more). The two are separate torch.compile
-wrappers so that the warm-up shapes keep their program after other sizes were seen. Should
-that second compile fail, other batch sizes run the eager fast path, again with one line.
+(`torch._dynamo.maybe_mark_dynamic`), warmed up too, on a batch one larger, and serves every
+other batch size (torch.compile treats a size of 1 as a constant, so batch 1, if it comes,
+compiles once more). The two are separate torch.compile wrappers so that the warm-up shapes
+keep their program after other sizes were seen. Should that second compile fail, other batch
+sizes run the eager fast path, said in one line at load time. The second warm-up costs
+ResNet-50 about 4 s and GoogLeNet about 17 s more (benchmarks/bench_compile.py).
 
 Precision: float32 by default, as Caffe computes. `precision="bf16"` (CPU with bf16 support,
 or CUDA) and `"fp16"` (CUDA) run convolutions and matrix products under torch.autocast;
@@ -85,8 +86,6 @@ class CompiledNet(nn.Module):
         shapes = [tuple(t.shape) for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
         if not self.compiled or shapes == self._warmup_shapes:
             out = self._call(self._static, args, kwargs)
-        elif self._dynamic is None:
-            out = self._compile_dynamic(args, kwargs)
         else:
             out = self._call(self._dynamic, *_batch_dynamic(args, kwargs))
         # Caffe's blobs are float32; on CUDA a copy, since the graph's output memory is reused.
@@ -105,22 +104,17 @@ class CompiledNet(nn.Module):
                 torch._inductor.config.patch(freezing=True):
             return program(*args, **kwargs)
 
-    def _compile_dynamic(self, args, kwargs):
-        """The first batch whose shapes differ from the warm-up's: compile the batch-dynamic
-        program on it, or run it and later ones eagerly where that fails."""
-        start = time.perf_counter()
+    def _compile_dynamic(self, example):
+        """Compile the batch-dynamic program on `example` (inputs of another batch size than
+        the warm-up's). Where that fails, other batch sizes run the eager fast path: returns
+        the failure in one line, else None."""
         self.__dict__["_dynamic"] = torch.compile(self.module, options=_options(self.device_type))
         try:
-            out = self._call(self._dynamic, *_batch_dynamic(args, kwargs))
-        except Exception as e:   # as in compile_for_inference: an error of the net is raised
+            self._call(self._dynamic, *_batch_dynamic([self._prepare(x) for x in example], {}))
+        except Exception as e:   # as in compile_for_inference: the static program ran this net
             self.__dict__["_dynamic"] = self.module
-            out = self._call(self.module, args, kwargs)
-            self._log("netdef: torch.compile failed for batch shapes %s (%s); other batch sizes "
-                      "run the eager fast path" % (_shapes_text(args, kwargs), _one_line(e)))
-        else:
-            self._log("netdef: compiled %s for other batch sizes in %.1f s (dynamic batch, first "
-                      "seen: %s)" % (_name(self), time.perf_counter() - start, _shapes_text(args, kwargs)))
-        return out
+            return _one_line(e)
+        return None
 
     def _prepare(self, x):
         """Inputs in the layout the compiled programs were specialized to: 4-D tensors
@@ -139,9 +133,9 @@ class CompiledNet(nn.Module):
 
 def compile_for_inference(gm, precision="fp32", log=None):
     """A fast-path GraphModule (eval mode, weights loaded) -> CompiledNet, compiled and warmed
-    up on zeros of the shapes in its record's net. `log` receives the one line reporting the
-    warm-up time or the fallback (default: stderr), and later the line of the batch-dynamic
-    compile, if another batch size comes."""
+    up on zeros of the shapes in its record's net (its static program) and of a batch one
+    larger (the batch-dynamic program for every other size). `log` receives the line
+    reporting the warm-up time or the fallback (default: stderr)."""
     if log is None:
         def log(line):
             print(line, file=sys.stderr, flush=True)
@@ -171,10 +165,15 @@ def compile_for_inference(gm, precision="fp32", log=None):
         model.fallback = _one_line(e)
         log("netdef: torch.compile failed (%s); running the eager fast path" % model.fallback)
     else:
+        failed = model._compile_dynamic([torch.zeros((x.shape[0] + 1,) + x.shape[1:], device=device)
+                                         if x.dim() else x for x in example])
         model.warmup_seconds = time.perf_counter() - start
-        log("netdef: compiled %s in %.1f s (torch.compile, inductor freezing, %s, batch shapes %s; "
-            "other batch sizes compile once more when first seen)"
-            % (_name(model), model.warmup_seconds, precision, _shapes_text(example, {})))
+        log("netdef: compiled %s in %.1f s (torch.compile, inductor freezing, %s; batch shapes %s, "
+            "and a batch-dynamic program for other sizes)"
+            % (_name(model), model.warmup_seconds, precision, _shapes_text(example)))
+        if failed:
+            log("netdef: torch.compile failed for other batch sizes (%s); they run the eager fast path"
+                % failed)
     return model
 
 
@@ -198,9 +197,8 @@ def _name(model):
     return record_of(model.module).net.name or "the net"
 
 
-def _shapes_text(args, kwargs):
-    return ", ".join("x".join(map(str, t.shape)) for t in list(args) + list(kwargs.values())
-                     if isinstance(t, torch.Tensor))
+def _shapes_text(tensors):
+    return ", ".join("x".join(map(str, t.shape)) for t in tensors)
 
 
 def _one_line(error):
