@@ -66,18 +66,28 @@ def layer_params(net, layer, seen_shared):
 def param_counts(net, layer, seen_shared):
     """(trainable, frozen): layer_params split by the blobs' lr_mult (a missing param spec
     is lr_mult 1, Caffe's default; lr_mult 0 is a frozen blob, which no solver changes)."""
+    counts = [0, 0]
+    for s, statistic, frozen in layer_blobs(net, layer, seen_shared):
+        if not statistic:
+            counts[frozen] += prod(s)
+    return tuple(counts)
+
+
+def layer_blobs(net, layer, seen_shared):
+    """(shape, statistic, frozen) of each blob of one shaped layer not counted yet: a shared
+    blob (its param spec has a name) comes once, with the first layer that holds it
+    (`seen_shared` gathers the names). `statistic`: a blob no solver learns
+    (LayerDef.stat_blobs); `frozen`: its lr_mult is 0 (a missing param spec is lr_mult 1,
+    Caffe's default)."""
     defn = registry.get(layer.type)
     shapes = [net.blobs[b].shape for b in layer.bottoms]
-    counts = [0, 0]
     for i, s in enumerate(defn.blob_shapes(layer, shapes)):
         spec = layer.param.param[i] if i < len(layer.param.param) else None
         if spec is not None and spec.name:
             if spec.name in seen_shared:
                 continue
             seen_shared.add(spec.name)
-        if i not in defn.stat_blobs:
-            counts[spec is not None and spec.lr_mult == 0] += prod(s)
-    return tuple(counts)
+        yield s, i in defn.stat_blobs, spec is not None and spec.lr_mult == 0
 
 
 def layer_workspace(net, layer):
@@ -163,14 +173,9 @@ def training_step_bytes(net, history_sets=1):
     for layer in net.layers:
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
-        for i, s in enumerate(defn.blob_shapes(layer, shapes)):
-            spec = layer.param.param[i] if i < len(layer.param.param) else None
-            if spec is not None and spec.name:
-                if spec.name in seen:
-                    continue
-                seen.add(spec.name)
+        for s, statistic, frozen in layer_blobs(net, layer, seen):
             weights += blob_bytes(s)
-            if i not in defn.stat_blobs and not (spec is not None and spec.lr_mult == 0):
+            if not statistic and not frozen:
                 trainable += blob_bytes(s)
         extra += BYTES_PER_VALUE * defn.backward_values(layer, shapes, [net.blobs[t].shape for t in layer.tops])
         workspace = max(workspace, layer_workspace(net, layer))
