@@ -12,7 +12,7 @@ last layer that writes it, which is what Caffe's net.blobs["conv1"] holds.
 Weights travel as LayerBlobs, one per layer of a weights file, matched to the net's
 layers by name (compiler/accounting.py says which blob fills which).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from compiler.layers import registry
 from compiler.proto import caffe_pb2
@@ -21,19 +21,37 @@ from compiler.state import NetState
 
 # The IR's records have __slots__: a net of a million layers holds a million of each, and a
 # per-instance __dict__ would be a third of their memory.
-@dataclass(eq=False, slots=True)
 class Layer:
-    name: str
-    type: str
-    param: object                     # caffe_pb2.LayerParameter, as written (V1 upgraded)
-    line: int = None
-    file: str = None
-    bottoms: list = field(default_factory=list)   # SSA blob ids read, after wiring
-    tops: list = field(default_factory=list)      # SSA blob ids written, after wiring
-    # Unique in its net (Net.layers sets it): the name, or for a later layer of a name that
-    # Caffe allows twice (BVLC's mnist_autoencoder has two "loss") "name#2", "name#3"...
-    # The graph's nodes and Blob.producer use it.
-    key: str = None
+    """One layer of a net, in Caffe order. Its parameters are kept as their protobuf wire
+    bytes and `param` decodes them on each use (a quarter of a microsecond): a decoded
+    LayerParameter costs 700 to 1,000 bytes of upb memory whatever it holds (a slot for
+    each of its 65 fields), its bytes a few dozen, and a net of a million layers would
+    otherwise hold a million. So `layer.param` is a copy: to change a layer, assign a
+    changed message back (`p = layer.param; p.name = "x"; layer.param = p`)."""
+    __slots__ = ("name", "type", "wire", "line", "file", "bottoms", "tops", "key")
+
+    def __init__(self, name, type, param, line=None, file=None):
+        self.name = name
+        self.type = type
+        # A LayerParameter, or its wire bytes as a frontend read them.
+        self.wire = param if isinstance(param, bytes) else param.SerializeToString()
+        self.line = line
+        self.file = file
+        self.bottoms = ()           # SSA blob ids read, after wiring
+        self.tops = ()              # SSA blob ids written, after wiring
+        # Unique in its net (Net.layers sets it): the name, or for a later layer of a name
+        # that Caffe allows twice (BVLC's mnist_autoencoder has two "loss") "name#2",
+        # "name#3"... The graph's nodes and Blob.producer use it.
+        self.key = None
+
+    @property
+    def param(self):
+        """The caffe_pb2.LayerParameter as written (V1 upgraded): a new message each time."""
+        return caffe_pb2.LayerParameter.FromString(self.wire)
+
+    @param.setter
+    def param(self, message):
+        self.wire = message.SerializeToString()
 
     @property
     def defn(self):
@@ -41,18 +59,6 @@ class Layer:
 
     def __repr__(self):
         return "Layer(%s: %s)" % (self.name, self.type)
-
-    def __getstate__(self):
-        # The parameters travel as their wire bytes: the generated protobuf classes name
-        # their module "caffe_pb2", which pickle cannot import, and a user who pickles a
-        # compiled module (torch.save) pickles its record's IR with it.
-        state = {name: getattr(self, name) for name in self.__slots__}
-        state["param"] = self.param.SerializeToString()
-        return state
-
-    def __setstate__(self, state):
-        for name, value in dict(state, param=caffe_pb2.LayerParameter.FromString(state["param"])).items():
-            setattr(self, name, value)
 
 
 @dataclass(eq=False, slots=True)

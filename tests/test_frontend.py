@@ -80,7 +80,7 @@ def test_in_place_blobs_get_ssa_ids_and_users_see_the_last_value():
     layer { name: "s" type: "Softmax" bottom: "c" top: "c" }
     '''
     net = parse_text(text)
-    assert net.layer("r").tops == ["c#1"] and net.layer("s").bottoms == ["c#1"]
+    assert net.layer("r").tops == ("c#1",) and net.layer("s").bottoms == ("c#1",)
     assert net.latest["c"] == "c#2"
     model = netdef.compile_net(net, outputs="all")
     out = model(torch.randn(2, 3, 8, 8))

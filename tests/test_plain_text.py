@@ -14,11 +14,17 @@ NET = caffe_pb2.NetParameter
 
 
 def fast(text, message=NET):
-    wire = plain_text.wire_bytes(text, message.DESCRIPTOR)
-    if wire is None:
+    """The message the fast reader makes of `text`, a net's layers read apart (as the net
+    frontend reads them) and put back in order; None where it declines."""
+    split = ("layer", "layers") if message is NET else ()
+    read = plain_text.wire_bytes(text, message.DESCRIPTOR, split)
+    if read is None:
         return None
-    parsed = message()
-    parsed.MergeFromString(wire)
+    rest, pieces, _ = read
+    parsed = message.FromString(bytes(rest))
+    for name, values in pieces.items():
+        for value in values:
+            getattr(parsed, name).add().MergeFromString(value)
     return parsed
 
 
@@ -88,3 +94,30 @@ def test_every_reference_prototxt_reads_as_text_format_reads_it():
                 assert parsed.SerializeToString() == expected, path
                 read += 1
     assert read > 100       # nearly every file is plain
+
+
+LINES_CASES = [
+    'name: "n"\ninput: "data"\ninput_dim: 1\nlayer {\n  name: "a"\n}\n\nlayer { name: "b" } layer { name: "c" }\n',
+    '# layer { in a comment\nlayer { name: "a # not a comment" }\n  layer\n{ name: "b" }\ninput_shape { dim: 1 }\n',
+    'layers { name: "v1" type: RELU }\r\nlayers {\r\n name: "v1b" }\r\n',
+]
+
+
+@pytest.mark.parametrize("text", LINES_CASES)
+def test_lines_of_layers_read_in_the_same_scan_are_the_scans_of_the_slow_path(text):
+    assert plain_text.wire_bytes(text, NET.DESCRIPTOR) is not None
+    assert prototxt.parse_net_text(text)[2] == prototxt._layer_lines(text)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/caffe-corpus is absent")
+def test_reference_nets_layer_lines_are_the_slow_paths():
+    checked = 0
+    for path in sorted(SHARED.rglob("*.prototxt")) + sorted((ROOT / "tests").rglob("*.prototxt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            lines = prototxt.parse_net_text(text, str(path))[2]
+        except NetdefError:
+            continue
+        assert lines == prototxt._layer_lines(text), path
+        checked += len(lines["layer"]) + len(lines["layers"])
+    assert checked > 2000       # layers (2,886 when written)

@@ -92,8 +92,8 @@ def test_a_registered_type_is_drawn_like_a_built_in(user_types):
 
 
 def test_a_registered_type_is_converted_like_a_built_in(user_types):
-    proto, lines = parse_net_text(NET, "t.prototxt")
-    params = [l.param for l in upgrade_layers(proto, "t.prototxt", lines)]
+    proto, blocks, lines = parse_net_text(NET, "t.prototxt")
+    params = [l.param for l in upgrade_layers(proto, blocks, "t.prototxt", lines)]
     text = dsl_writer.to_dsl("t", params)
     # Its parameter field gives its keywords; its in-place flag and language name make it
     # a link of the chain, as `-> relu` is.

@@ -13,6 +13,7 @@ from compiler.frontends.prototxt import parse_net_text, read_text_file
 from compiler.frontends import upgrade
 from compiler.frontends.upgrade import upgrade_layers
 from compiler.passes.phase import layer_included
+from compiler.proto import caffe_pb2
 from compiler.state import NetState
 from tests.conftest import CORPUS, ROOT
 
@@ -72,14 +73,15 @@ def published_layers(rel):
     """The corpus file's layers as Caffe holds them after loading (legacy inputs -> an
     Input layer, V1 -> V2), every phase."""
     path = CORPUS / rel
-    proto, lines = parse_net_text(read_text_file(path), str(path))
-    if proto.layer and proto.layers:
+    proto, blocks, lines = parse_net_text(read_text_file(path), str(path))
+    if blocks["layer"] and blocks["layers"]:
         # NIN's deploy file: what its author meant, each block upgraded on its own (the
         # V2 Softmax comes last in the file, as it does here).
         layers = upgrade.legacy_inputs(proto, str(path))
-        return proto.name, [l.param for l in layers] + [upgrade.v1_to_v2(l) for l in proto.layers] + \
-            list(proto.layer)
-    return proto.name, [l.param for l in upgrade_layers(proto, str(path), lines)]
+        return proto.name, [l.param for l in layers] + \
+            [upgrade.v1_to_v2(caffe_pb2.V1LayerParameter.FromString(w)) for w in blocks["layers"]] + \
+            [caffe_pb2.LayerParameter.FromString(w) for w in blocks["layer"]]
+    return proto.name, [l.param for l in upgrade_layers(proto, blocks, str(path), lines)]
 
 
 def built(name, phase=None):
@@ -121,8 +123,9 @@ def test_checked_in_prototxt_is_up_to_date(name):
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_checked_in_prototxt_equals_published(name):
     path = ZOO_DIR / name
-    proto, _ = parse_net_text(read_text_file(path), str(path))
-    layers = [l for l in proto.layer if name != "GoogLeNet.prototxt" or layer_included(l, NetState("TEST"))]
+    _, blocks, _ = parse_net_text(read_text_file(path), str(path))
+    layers = [caffe_pb2.LayerParameter.FromString(w) for w in blocks["layer"]]
+    layers = [l for l in layers if name != "GoogLeNet.prototxt" or layer_included(l, NetState("TEST"))]
     assert_same_layers(layers, published_layers(PUBLISHED[name])[1])
 
 

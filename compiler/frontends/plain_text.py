@@ -25,9 +25,10 @@ FD = descriptor.FieldDescriptor
 
 # text_format's tokens (its Tokenizer._TOKEN), so that a plain token here is one there:
 # identifiers, numbers (with letters, dots and signs, judged below), quoted strings, and
-# any other single character. Comments and whitespace are skipped by finditer's gaps.
+# any other single character; and line ends, which count lines. Comments and other
+# whitespace are skipped by findall's gaps.
 _TOKEN = re.compile(r'#[^\n]*|[a-zA-Z_][0-9a-zA-Z_+-]*|(?:[0-9+-]|\.[0-9])[0-9a-zA-Z_.+-]*'
-                    r'|"[^"\n\\]*(?:\\.[^"\n\\]*)*"|\'[^\'\n\\]*(?:\\.[^\'\n\\]*)*\'|\S')
+                    r'|"[^"\n\\]*(?:\\.[^"\n\\]*)*"|\'[^\'\n\\]*(?:\\.[^\'\n\\]*)*\'|\n|\S')
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 _BOOLS = {"true": 1, "True": 1, "false": 0, "False": 0}
@@ -40,26 +41,39 @@ class _NotPlain(Exception):
     """The text uses something this reader leaves to text_format."""
 
 
-def wire_bytes(text, message_descriptor):
-    """The wire encoding (a bytearray) of `text` read as a `message_descriptor` message, or
-    None when the text is not plain (then text_format decides: it reads it or says what is
-    wrong)."""
+def wire_bytes(text, message_descriptor, split=()):
+    """The wire encoding of `text` read as a `message_descriptor` message, as (the bytes of
+    its fields but those named in `split`, {name: [the bytes of each value]} for those,
+    {name: [the line of each value]} for every field of the top level), or None when the
+    text is not plain (then text_format decides: it reads it or says what is wrong).
+    `split` names repeated message fields of the top level (a net's layers): each value
+    then stays bytes of its own, never part of one message holding them all."""
+    pieces = {name: [] for name in split}
+    lines = {}
     try:
-        return _message(_tokens(text), _fields(message_descriptor), nested=False)
+        rest = _message(_tokens(text, lines), _fields(message_descriptor), nested=False, pieces=pieces,
+                        lines=lines)
     except (_NotPlain, RecursionError):
         return None
+    del lines[None]
+    return rest, pieces, lines
 
 
-def _tokens(text, chunk=1 << 16):
-    """The tokens of the text, comments left out, scanned a chunk of lines at a time (no
-    token spans lines): a 60 MB prototxt has some 20 million, which as one list would take
-    more memory than the net."""
+def _tokens(text, lines, chunk=1 << 16):
+    """The tokens of the text, comments and line ends left out, scanned a chunk of lines
+    at a time (no token spans lines): a 60 MB prototxt has some 20 million, which as one
+    list would take more memory than the net. `lines[None]` is the line of the token last
+    given (1-based)."""
     start = 0
+    lines[None] = 1
     while start < len(text):
         end = text.find("\n", start + chunk)
         end = len(text) if end < 0 else end + 1
         for token in _TOKEN.findall(text, start, end):
-            if token[0] != "#":
+            if token == "\n":
+                # Counted when the scan passes it: the reader has taken every token before.
+                lines[None] += 1
+            elif token[0] != "#":
                 yield token
         start = end
 
@@ -85,12 +99,15 @@ def _fields(message_descriptor):
     return table
 
 
-def _message(tokens, table, nested):
+def _message(tokens, table, nested, pieces=None, lines=None):
     """The wire bytes of the fields up to the '}' that closes the message (taken) when it
-    is `nested`, else up to the end of the text."""
+    is `nested`, else up to the end of the text (then `lines` is _tokens' and gets the line
+    of each field); the values of fields named in `pieces` go to its lists instead."""
     out = bytearray()
     singular = set()
     for name in tokens:
+        if not nested:
+            lines.setdefault(name, []).append(lines[None])
         if name == "}":
             if nested:
                 return out
@@ -110,6 +127,9 @@ def _message(tokens, table, nested):
             if token != "{":
                 raise _NotPlain
             body = _message(tokens, sub_table, nested=True)
+            if pieces and name in pieces:
+                pieces[name].append(bytes(body))
+                continue
             out += tag
             out += _varint(len(body))
             out += body

@@ -40,6 +40,9 @@ def tokens(text):
             yield m, line, line_start
 
 
+_LEGACY_INPUTS = ("input", "input_dim", "input_shape")
+
+
 def _layer_lines(text):
     """Line numbers of the top-level `layer` and `layers` blocks, in file order, and of
     the first legacy net input field (`input`, `input_dim`, `input_shape`). In the list
@@ -69,7 +72,7 @@ def _layer_lines(text):
             pending = None
         elif depth == 0 and tok in ("layer", "layers"):
             pending = (tok, line)
-        elif depth == 0 and tok in ("input", "input_dim", "input_shape") and not lines["input"]:
+        elif depth == 0 and tok in _LEGACY_INPUTS and not lines["input"]:
             lines["input"].append(line)       # where the legacy net inputs are declared
             pending = None
         elif tok[0] not in "#\"'":
@@ -82,10 +85,22 @@ def parse_text(text, file, message):
     one line saying what is wrong where, one line of hint (a likely fix, or the source).
     Plain text is encoded by plain_text and decoded by protobuf's C decoder, several times
     faster than text_format, which reads the rest and words every error."""
-    wire = plain_text.wire_bytes(text, message.DESCRIPTOR)
-    if wire is not None:
-        message.MergeFromString(wire)
-        return message
+    return _parse(text, file, message, ())[0]
+
+
+def field_values(message, names):
+    """{name: [the wire bytes of each value]} of repeated message fields of `message`."""
+    return {name: [value.SerializeToString() for value in getattr(message, name)] for name in names}
+
+
+def _parse(text, file, message, split):
+    """parse_text, the values of the repeated message fields named in `split` left out of
+    `message`: -> (message, {name: [the wire bytes of each value]}, {name: [the line of
+    each value]} of the top-level fields, or None where text_format read the text)."""
+    read = plain_text.wire_bytes(text, message.DESCRIPTOR, split)
+    if read is not None:
+        message.MergeFromString(read[0])
+        return (message,) + read[1:]
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
@@ -112,7 +127,10 @@ def parse_text(text, file, message):
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         # protobuf raises these (not ParseError) for bad UTF-8 and absurd nesting.
         raise NetdefError(file, None, None, "cannot parse: %s" % (str(e)[:200] or type(e).__name__)) from None
-    return message
+    values = field_values(message, split)
+    for name in split:
+        message.ClearField(name)
+    return message, values, None
 
 
 def _brackets(text, lines):
@@ -203,16 +221,25 @@ def read_text_file(path):
                           "is this a binary .caffemodel?" % e.start) from None
 
 
+LAYER_FIELDS = ("layer", "layers")
+
+
 def parse_net_text(text, file="<string>"):
-    """Text -> (NetParameter, {"layer": [lines], "layers": [lines]})."""
+    """Text -> (the NetParameter without its layers, {"layer": [each V2 layer's wire bytes],
+    "layers": [each V1 layer's]}, {"layer": [lines], "layers": [lines], "input": [line]}).
+    The layers stay bytes (Layer keeps them so): a NetParameter holding a million layers
+    would take more memory than everything else about the net."""
     try:
-        net = parse_text(text, file, caffe_pb2.NetParameter())
+        net, layers, lines = _parse(text, file, caffe_pb2.NetParameter(), LAYER_FIELDS)
     except NetdefError:
         if _is_solver(text):
             raise NetdefError(file, None, None, "this is a solver file (SolverParameter), not a net",
                               "train with it: netdef train %s" % file) from None
         raise
-    return net, _layer_lines(text)
+    if lines is None:
+        return net, layers, _layer_lines(text)
+    legacy = sorted(lines[name][0] for name in _LEGACY_INPUTS if name in lines)
+    return net, layers, {"layer": lines.get("layer", []), "layers": lines.get("layers", []), "input": legacy[:1]}
 
 
 def _is_solver(text):
@@ -231,11 +258,12 @@ def load_net(path, text=None):
     file = str(path)
     if text is None:
         text = read_text_file(path)
-    proto, lines = parse_net_text(text, file)
-    return net_from_proto(proto, file, lines)
+    proto, layers, lines = parse_net_text(text, file)
+    return Net(proto.name or Path(file).stem, upgrade_layers(proto, layers, file, lines), file=file)
 
 
 def net_from_proto(proto, file=None, lines=None):
-    """A parsed NetParameter (a file's, or a solver's inline net_param) -> a Net of every
-    layer, upgraded; `lines` locate its layers in the file that holds it."""
-    return Net(proto.name or Path(file or "net").stem, upgrade_layers(proto, file, lines), file=file)
+    """A parsed NetParameter (a solver's inline net_param) -> a Net of every layer,
+    upgraded; `lines` locate its layers in the file that holds it."""
+    layers = upgrade_layers(proto, field_values(proto, LAYER_FIELDS), file, lines)
+    return Net(proto.name or Path(file or "net").stem, layers, file=file)

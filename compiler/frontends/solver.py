@@ -255,5 +255,5 @@ def _own_state(source):
         return source.proto.state
     if os.path.splitext(source.file)[1] in (".net", ".netdef"):
         return caffe_pb2.NetState()
-    proto, _ = parse_net_text(read_text_file(source.file), source.file)
+    proto, _, _ = parse_net_text(read_text_file(source.file), source.file)
     return proto.state

@@ -86,38 +86,46 @@ def legacy_inputs(proto, file=None):
     return [Layer(name="input", type="Input", param=param, line=None, file=file)]
 
 
-def upgrade_layers(proto, file=None, lines=None):
-    """A NetParameter's layers as Caffe has them after loading, every phase kept: legacy
-    inputs become an Input layer, V1 layers are upgraded, a V1/V2 mix is refused."""
+def upgrade_layers(proto, layers, file=None, lines=None):
+    """A net's layers as Caffe has them after loading, every phase kept: legacy inputs (from
+    the NetParameter `proto`) become an Input layer, V1 layers are upgraded, a V1/V2 mix is
+    refused. `layers`: {"layer": [each V2 layer's wire bytes], "layers": [each V1 layer's]}
+    (frontends/prototxt.py parse_net_text)."""
     lines = lines or {"layer": [], "layers": [], "input": []}
-    if proto.layer and proto.layers:
+    v2, v1 = layers["layer"], layers["layers"]
+    if v2 and v1:
         # Point at the first block of the rarer kind: the odd one out is usually the mistake.
-        kind = "layers" if len(proto.layers) <= len(proto.layer) else "layer"
-        blocks = proto.layers if kind == "layers" else proto.layer
-        raise NetdefError(file, (lines[kind] or [None])[0], blocks[0].name or None,
+        kind = "layers" if len(v1) <= len(v2) else "layer"
+        blocks = v1 if kind == "layers" else v2
+        message = caffe_pb2.V1LayerParameter if kind == "layers" else caffe_pb2.LayerParameter
+        raise NetdefError(file, (lines[kind] or [None])[0], message.FromString(blocks[0]).name or None,
                           "the file mixes V2 `layer {}` and V1 `layers {}` blocks (this is the first of "
                           "its %d %s block(s)); Caffe refuses it (\"Refusing to upgrade inconsistent "
                           "NetParameter input\")" % (len(blocks), "V1" if kind == "layers" else "V2"),
                           "write every block in one format: `layer { type: \"Convolution\" }` (V2) or "
                           "`layers { type: CONVOLUTION }` (V1)")
-    if proto.layers:
-        layer_lines = _pad(lines["layers"], len(proto.layers))
-        params = [v1_to_v2(v1, file, ln) for v1, ln in zip(proto.layers, layer_lines)]
+    if v1:
+        layer_lines = _pad(lines["layers"], len(v1))
+        params = [v1_to_v2(caffe_pb2.V1LayerParameter.FromString(wire), file, ln)
+                  for wire, ln in zip(v1, layer_lines)]
     else:
-        params = list(proto.layer)
-        layer_lines = _pad(lines["layer"], len(proto.layer))
+        params = v2
+        layer_lines = _pad(lines["layer"], len(v2))
     input_line = (lines.get("input") or [None])[0]
     try:
-        layers = legacy_inputs(proto, file)
+        out = legacy_inputs(proto, file)
     except NetdefError as e:
         e.line = e.line or input_line
         raise
-    for layer in layers:
+    for layer in out:
         layer.line = input_line
+    decode = caffe_pb2.LayerParameter.FromString
     for p, ln in zip(params, layer_lines):
+        # The name and type are read once here; the rest stays bytes (Layer.param).
+        m = decode(p) if isinstance(p, bytes) else p
         # One string per type name (each read from a message is a new one), not per layer.
-        layers.append(Layer(name=p.name, type=sys.intern(p.type), param=p, line=ln, file=file))
-    return layers
+        out.append(Layer(name=m.name, type=sys.intern(m.type), param=p, line=ln, file=file))
+    return out
 
 
 def _pad(seq, n):

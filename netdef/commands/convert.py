@@ -108,8 +108,8 @@ def prototxt_to_prototxt(path, text=None):
     (V2) text, after Caffe's load-time upgrades."""
     from compiler.frontends.prototxt import parse_net_text, read_text_file, upgrade_layers
     file = str(path)
-    proto, lines = parse_net_text(read_text_file(path) if text is None else text, file)
-    layers = upgrade_layers(proto, file, lines)
+    proto, layer_blocks, lines = parse_net_text(read_text_file(path) if text is None else text, file)
+    layers = upgrade_layers(proto, layer_blocks, file, lines)
     for field in ("layer", "layers", "input", "input_dim", "input_shape"):
         proto.ClearField(field)
     proto.layer.extend(l.param for l in layers)
@@ -131,8 +131,8 @@ def prototxt_to_net(path, text=None):
     from compiler.frontends.prototxt import parse_net_text, read_text_file
     from compiler.frontends.upgrade import upgrade_layers
     file = str(path)
-    proto, lines = parse_net_text(read_text_file(path) if text is None else text, file)
-    layers = upgrade_layers(proto, file, lines)
+    proto, layer_blocks, lines = parse_net_text(read_text_file(path) if text is None else text, file)
+    layers = upgrade_layers(proto, layer_blocks, file, lines)
     name = proto.name or Path(file).stem
     try:
         text = to_dsl(name, [l.param for l in layers], proto, Path(file).name)

@@ -62,7 +62,7 @@ def scoring_net(net, scores, layers):
     from compiler.frontends import prototxt
     from compiler.state import NetState
     proto = caffe_pb2.NetParameter(name=net.name)
-    read = list(dict.fromkeys(b for layer in layers for b in [scores] + layer.bottoms))
+    read = list(dict.fromkeys(b for layer in layers for b in (scores,) + layer.bottoms))
     for blob in read:
         name = net.blobs[blob].name
         proto.layer.add(name=name, type="Input", top=[name]).input_param.shape.add().dim.extend(net.blobs[blob].shape)
@@ -82,10 +82,12 @@ def uncropped(net, state, input_shapes):
     layers = [copy.deepcopy(layer) for layer in net.layers]
     crops = {}
     for layer in layers:
-        if layer.type in SOURCES and layer.param.HasField("transform_param"):
-            crops[net.blobs[layer.tops[0]].name] = layer.param.transform_param.crop_size
-            layer.param.transform_param.crop_size = 0
-            layer.param.transform_param.mirror = False
+        param = layer.param
+        if layer.type in SOURCES and param.HasField("transform_param"):
+            crops[net.blobs[layer.tops[0]].name] = param.transform_param.crop_size
+            param.transform_param.crop_size = 0
+            param.transform_param.mirror = False
+            layer.param = param
     return pipeline.build_net(Net(net.name, layers, file=net.file), state, input_shapes), crops
 
 

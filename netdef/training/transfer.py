@@ -80,12 +80,14 @@ def replace_heads(layers, renames, classes):
     for layer in layers:
         if layer.name not in renames:
             continue
-        layer.param.name = layer.name = renames[layer.name]
-        params = layer.defn.params(layer)
+        param = layer.param
+        param.name = layer.name = renames[layer.name]
+        params = getattr(param, layer.defn.param_field)
         params.num_output = classes
-        del layer.param.param[:]
+        del param.param[:]
         for lr_mult, decay_mult in HEAD_MULTS[:2 if params.bias_term else 1]:
-            layer.param.param.add(lr_mult=lr_mult, decay_mult=decay_mult)
+            param.param.add(lr_mult=lr_mult, decay_mult=decay_mult)
+        layer.param = param
 
 
 def frozen_layers(layers, upto, keep=()):
@@ -112,12 +114,14 @@ def freeze(layers, names, counts):
     for layer in layers:
         if layer.name not in names:
             continue
+        param = layer.param
         for i in range(counts.get(layer.name, 0)):
-            spec = layer.param.param[i] if i < len(layer.param.param) else layer.param.param.add()
+            spec = param.param[i] if i < len(param.param) else param.param.add()
             spec.lr_mult = 0
             spec.decay_mult = 0
         if isinstance(layer.defn, BatchNorm):
-            layer.param.batch_norm_param.use_global_stats = True
+            param.batch_norm_param.use_global_stats = True
+        layer.param = param
 
 
 def phase_net(net, state, input_shapes=None, max_memory=None):
