@@ -184,15 +184,16 @@ def training_step_bytes(net, history_sets=1):
                       inputs=sum(size[b] for b in inputs if b in size), workspace=workspace)
 
 
-def inference_peak_bytes(net):
+def inference_peak_bytes(net, buffers=None):
     """Bytes live at once in an inference forward of a shaped net, for its batch: walking
     the layers in order, a buffer is allocated by its first writer and freed after its last
     reader, unless it is a net output; the inputs are the caller's and not counted. While a
     layer runs, its bottoms, its new tops and its workspace are live together, and a top it
     writes in place may be computed beside its old value (an eager batch norm is): that
     transient counts too. ResNet-50 and VGG-16 come within 5% of the measured peak
-    (benchmarks/bench_memory.py)."""
-    buffer_of, size = activation_buffers(net)
+    (benchmarks/bench_memory.py). `buffers`: activation_buffers(net), where the caller has
+    it."""
+    buffer_of, size = buffers or activation_buffers(net)
     inputs = {buffer_of.get(t, t) for t in net.inputs}
     last_read = {}
     for i, layer in enumerate(net.layers):
@@ -201,10 +202,13 @@ def inference_peak_bytes(net):
     kept = {buffer_of[net.latest[name]] for name in net.outputs}
     live = peak = 0
     for i, layer in enumerate(net.layers):
-        new = sum(size[buffer_of[t]] for t in layer.tops if buffer_of[t] == t and t not in inputs)
-        rewritten = sum(size.get(buffer_of[t], 0) for t in layer.tops if buffer_of[t] != t
-                        and net.blobs[t].name in {net.blobs[b].name for b in layer.bottoms})
-        live += new
+        rewritten = 0
+        for t in layer.tops:
+            b = buffer_of[t]
+            if b == t:
+                live += size[b] if t not in inputs else 0
+            elif net.blobs[t].name in {net.blobs[x].name for x in layer.bottoms}:
+                rewritten += size.get(b, 0)
         peak = max(peak, live + rewritten + layer_workspace(net, layer))
         for b in {buffer_of.get(x, x) for x in layer.bottoms + layer.tops}:
             # Freed after its last reader, or at once if nothing reads it.

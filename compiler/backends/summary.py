@@ -27,11 +27,12 @@ def summarize(net):
     return rows, summary_totals(net, rows)
 
 
-def layer_rows(net):
+def layer_rows(net, buffers=None):
     """The summary's row of each layer, in net order: a generator, so that totals over a
-    net of a million layers need not hold a million rows."""
+    net of a million layers need not hold a million rows. `buffers`: activation_buffers(net),
+    where the caller has it."""
     seen_shared = set()
-    buffer_of, size = activation_buffers(net)
+    buffer_of, size = buffers or activation_buffers(net)
     for layer in net.layers:
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
@@ -50,13 +51,14 @@ def summary_totals(net, rows=None):
     """The totals of the rows of a shaped net (`rows`: its layer_rows, made here when not
     given)."""
     totals = dict.fromkeys(("layers", "params", "trainable", "frozen", "macs", "conv_fc_macs", "memory"), 0)
-    for r in layer_rows(net) if rows is None else rows:
+    buffers = activation_buffers(net)
+    for r in layer_rows(net, buffers) if rows is None else rows:
         totals["layers"] += 1
         for key in ("params", "trainable", "frozen", "macs", "memory"):
             totals[key] += r[key]
         if registry.get(r["type"]).conv_fc_macs:
             totals["conv_fc_macs"] += r["macs"]
-    totals.update(inference_peak=inference_peak_bytes(net), training_step=_training_step(net), batch=_batch(net),
+    totals.update(inference_peak=inference_peak_bytes(net, buffers), training_step=_training_step(net), batch=_batch(net),
                   outputs={name: list(net.shape(name)) for name in net.outputs})
     return totals
 

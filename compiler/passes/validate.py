@@ -36,8 +36,11 @@ def check_memory(net, budget=None, history_sets=1):
     for layer in net.layers:
         size = sum(buffer_bytes[t] for t in layer.tops if buffer_of[t] == t)
         activations += size
-        largest = max(largest, (size, layer), key=lambda x: x[0])
-        workspace = max(workspace, (layer_workspace(net, layer), layer), key=lambda x: x[0])
+        if size > largest[0]:
+            largest = size, layer
+        temporaries = layer_workspace(net, layer)
+        if temporaries > workspace[0]:
+            workspace = temporaries, layer
         params += BYTES_PER_VALUE * layer_params(net, layer, seen)
     if net.phase == "TRAIN":
         step = training_step_bytes(net, history_sets)
@@ -76,8 +79,7 @@ def validate(net, failed=(), max_memory=None):
     errors, and the memory budget is checked on a net without failures only. Reads the
     net, never changes it."""
     errors = check_fillers(net)
-    errors.extend(check_blob_shapes(net, set(failed) | {e.layer for e in errors}))
-    errors.extend(check_shared_params(net, set(failed) | {e.layer for e in errors}))
+    errors.extend(check_blobs(net, set(failed) | {e.layer for e in errors}))
     errors.extend(check_expected_shapes(net))
     if not failed and not errors:
         try:
@@ -146,35 +148,26 @@ def check_fillers(net):
     return errors
 
 
-def _shaped_layers(net, skip):
-    """(layer, its LayerDef, its bottoms' shapes) of the layers of a known type whose
-    bottoms are all shaped, except those named in `skip`."""
+def check_blobs(net, skip=()):
+    """The learnable blobs of each shaped layer of a known type, except those named in
+    `skip` (failed layers): their rule may refuse bottoms that the shape rule let through
+    (BatchNorm on a 0-axis blob), and every later step needs them; layers sharing a blob by
+    param { name } must give it one shape (Caffe's default STRICT share mode), as the module
+    builder requires."""
+    errors = []
+    first = {}        # param name -> (layer name, shape)
     for layer in net.layers:
         defn = registry.get(layer.type)
         shapes = [net.blobs[b].shape for b in layer.bottoms]
-        if layer.name not in skip and defn is not None and all(s is not None for s in shapes):
-            yield layer, defn, shapes
-
-
-def check_blob_shapes(net, skip=()):
-    """The learnable blobs of each shaped layer: their rule may refuse bottoms that the
-    shape rule let through (BatchNorm on a 0-axis blob), and every later step needs them."""
-    errors = []
-    for layer, defn, shapes in _shaped_layers(net, skip):
+        if layer.name in skip or defn is None or any(s is None for s in shapes):
+            continue
         try:
-            defn.blob_shapes(layer, shapes)
+            blob_shapes = defn.blob_shapes(layer, shapes)
         except ShapeError as e:
             errors.append(NetdefError(layer.file or net.file, layer.line, layer.name, e.message, e.hint))
-    return errors
-
-
-def check_shared_params(net, skip=()):
-    """Layers sharing a blob by param { name } must give it one shape (Caffe's default
-    STRICT share mode), as the module builder requires; `skip` names failed layers."""
-    errors = []
-    first = {}        # param name -> (layer name, shape)
-    for layer, defn, shapes in _shaped_layers(net, skip):
-        blob_shapes = defn.blob_shapes(layer, shapes)
+            continue
+        if not blob_shapes:
+            continue
         for i, spec in enumerate(layer.param.param[:len(blob_shapes)]):
             if not spec.name:
                 continue
