@@ -452,11 +452,7 @@ class Solver:
         p = self.param
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0) and not stopped:
             self.snapshot()
-        # Not under torchrun: with that extra pass (on every rank, or on rank 0 alone) a rank
-        # aborted in gloo's teardown at exit about one run in five on a loaded machine
-        # ("terminate called without an active exception"); without it, never. The pass
-        # only displays a loss, and only rank 0 would show it.
-        if not stopped and p.display and self.iter % p.display == 0 and self.distributed is None:
+        if not stopped and p.display and self.iter % p.display == 0:
             self.final_display()
         if not stopped and p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
