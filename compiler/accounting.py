@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from compiler.errors import NetdefError
 from compiler.layers import registry
 from compiler.layers.base import prod
+from compiler.layers.normalization import BatchNorm
+from compiler.layers.scale_bias import Scale
 
 DEFAULT_MAX_MEMORY = 16 << 30
 # A budget nothing exceeds, for a net known to fit (the fast path's folded net is smaller
@@ -127,6 +129,72 @@ def activation_buffers(net):
     return buffer_of, size
 
 
+def private_fresh_bottoms(net, layer, readers, returned):
+    """Indices of the bottoms this layer may overwrite without anyone telling: a fresh
+    tensor (its producer's LayerDef.fresh_output) that only this layer reads and the module
+    does not return. `readers`: {SSA id: how many layers read it}; `returned`: the SSA ids
+    the module returns. The backend lowers by it (LayerDef.in_place_bottom), and
+    module_buffers counts by it."""
+    private = []
+    for i, b in enumerate(layer.bottoms):
+        producer = net.layer(net.blobs[b].producer)
+        if producer.defn.fresh_output and len(producer.tops) == 1 and readers[b] == 1 \
+                and b not in returned:
+            private.append(i)
+    return private
+
+
+def fused_batch_norm(net, layer, readers, returned):
+    """The BatchNorm layer whose output only this per-channel Scale reads, if any: Caffe
+    writes a batch norm as BatchNorm then Scale, and running them as one F.batch_norm call
+    makes one pass over the activation instead of two, as nn.BatchNorm2d does. No one can
+    tell: the value between them is neither read elsewhere nor returned. The backend fuses
+    by it, and module_buffers counts by it."""
+    # The built-in definitions only: a user's registered replacement lowers to its own module.
+    if not isinstance(layer.defn, Scale) \
+            or not layer.defn.per_channel(layer, [net.blobs[b].shape for b in layer.bottoms]):
+        return None
+    bottom = layer.bottoms[0]
+    producer = net.layer(net.blobs[bottom].producer)
+    if not isinstance(producer.defn, BatchNorm) or readers[bottom] != 1 or bottom in returned:
+        return None
+    return producer
+
+
+def module_buffers(net):
+    """activation_buffers as the module built from a shaped net allocates them, where
+    activation_buffers is Caffe's memory: a top gets a buffer of its own unless its layer
+    computes into a bottom nobody else sees (LayerDef.in_place_bottom: a ReLU after a
+    convolution, a residual sum into its later bottom) or aliases its bottom (Split); a
+    BatchNorm whose only reader is the per-channel Scale after it writes nothing, the one
+    batch_norm call of the two writing the Scale's top (fused_batch_norm). So a BatchNorm,
+    Scale or Dropout that Caffe writes in place takes memory of its own here, and a sum to
+    which Caffe gives a new blob takes none."""
+    readers = {}
+    for layer in net.layers:
+        for b in layer.bottoms:
+            readers[b] = readers.get(b, 0) + 1
+    returned = {net.latest[name] for name in net.outputs}
+    buffer_of, size = {}, {}
+    for layer in net.layers:
+        defn = registry.get(layer.type)
+        into = None
+        if not defn.is_input:
+            into = defn.in_place_bottom(layer, private_fresh_bottoms(net, layer, readers, returned))
+            bn = fused_batch_norm(net, layer, readers, returned)
+            if bn is not None:
+                size.pop(buffer_of[bn.tops[0]])
+        for k, t in enumerate(layer.tops):
+            if k == 0 and into is not None:
+                buffer_of[t] = buffer_of[layer.bottoms[into]]
+            elif defn.aliases_bottom and len(layer.bottoms) == 1:
+                buffer_of[t] = buffer_of[layer.bottoms[0]]
+            else:
+                buffer_of[t] = t
+                size[t] = blob_bytes(net.blobs[t].shape)
+    return buffer_of, size
+
+
 def activation_bytes(net):
     """Bytes of all the activations of a shaped net for its batch, each buffer once: what
     a training step keeps for the backward pass."""
@@ -156,17 +224,13 @@ def training_step_bytes(net, history_sets=1):
 
     Weights: every blob of every layer, a shared one once, statistics included; the solver
     keeps history for all of them (a .solverstate lines up with Caffe's learnable_params)
-    and gradients for the trainable ones. Activations: every distinct activation buffer
-    (activation_buffers: an in-place top adds nothing), since in a convolutional net nearly
-    each one is read by some backward (a convolution's input, a ReLU's output), plus what a
-    layer keeps beside its blobs (LayerDef.backward_values: max pooling's indices). Where
-    the module allocates otherwise than Caffe the count does not follow it: a
-    BatchNorm+Scale written in place in Caffe computes a new tensor in the module (not
-    counted), a residual sum writes into its bottom instead of a new blob (counted). In
-    ResNet-50 the two about offset (the count is 0.88 of the meta-device figure and 0.91 of
-    a measured Solver step, benchmarks/bench_train_memory.py); a net with BatchNorm and no
-    residual sums is counted low, by up to the size of its BatchNorm tops."""
-    buffer_of, size = activation_buffers(net)
+    and gradients for the trainable ones. Activations: every buffer the module allocates
+    (module_buffers: as the backend lowers, so a BatchNorm that Caffe writes in place
+    takes memory of its own, an in-place ReLU or a residual sum none), since in a
+    convolutional net nearly each one is read by some backward (a convolution's input, a
+    ReLU's output), plus what a layer keeps beside its blobs (LayerDef.backward_values:
+    max pooling's indices)."""
+    buffer_of, size = module_buffers(net)
     inputs = {buffer_of.get(t, t) for t in net.inputs}
     seen = set()
     weights = trainable = extra = workspace = 0

@@ -141,7 +141,7 @@ def fast_path(net, gm):
     (CPU) and cuDNN run NHWC convolutions faster, and a convolution whose weight is
     channels_last makes its output channels_last, so the layout carries through the net
     without the caller converting its inputs. (Sums and ReLUs run in place where that is
-    safe in every module the backend builds: torch_fx.private_fresh_bottoms.)"""
+    safe in every module the backend builds: accounting.private_fresh_bottoms.)"""
     net, gm = fold_batchnorm(net, gm)
     gm.to(memory_format=torch.channels_last)
     return net, gm

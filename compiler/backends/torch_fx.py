@@ -22,11 +22,10 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from compiler.accounting import fused_batch_norm, private_fresh_bottoms
 from compiler.backends.record import META_KEY, ModuleRecord
 from compiler.errors import NetdefError
 from compiler.layers import registry
-from compiler.layers.normalization import BatchNorm
-from compiler.layers.scale_bias import Scale
 from compiler.runtime.normalization import batch_norm_scale
 
 
@@ -107,14 +106,14 @@ def _build_module(net, outputs):
         modname = python_name(layer.name, taken)
         module_names[modname] = layer.name
         _share_params(layer, defn.blob_attrs(layer, shapes), module, owners)
-        private = private_fresh_bottoms(net, layer, readers, returned)
-        if private:
+        into = defn.in_place_bottom(layer, private_fresh_bottoms(net, layer, readers, returned))
+        if into is not None:
             # A ReLU or a sum computed into a bottom that nobody else sees: one allocation
             # and one pass over memory less. Autograd still works: neither the producer's
             # backward nor anything else reads the overwritten values.
-            module = defn.lower_in_place(layer, module, private)
+            module = defn.lower_in_place(layer, module, into)
         root.add_module(modname, module)
-        bn = _fusable_batch_norm(net, layer, readers, returned)
+        bn = fused_batch_norm(net, layer, readers, returned)
         if bn is not None:
             node = _fuse_batch_norm_scale(graph, env, bn, modname)
         else:
@@ -202,22 +201,6 @@ class _Tracer(fx.Tracer):
         super().__init__(*args, autowrap_functions=(batch_norm_scale, refuse_capture), **kwargs)
 
 
-def _fusable_batch_norm(net, layer, readers, returned):
-    """The BatchNorm layer whose output only this per-channel Scale reads, if any: Caffe
-    writes a batch norm as BatchNorm then Scale, and running them as one F.batch_norm call
-    makes one pass over the activation instead of two, as nn.BatchNorm2d does. No one can
-    tell: the value between them is neither read elsewhere nor returned."""
-    # The built-in definitions only: a user's registered replacement lowers to its own module.
-    if not isinstance(layer.defn, Scale) \
-            or not layer.defn.per_channel(layer, [net.blobs[b].shape for b in layer.bottoms]):
-        return None
-    bottom = layer.bottoms[0]
-    producer = net.layer(net.blobs[bottom].producer)
-    if not isinstance(producer.defn, BatchNorm) or readers[bottom] != 1 or bottom in returned:
-        return None
-    return producer
-
-
 def _fuse_batch_norm_scale(graph, env, bn, scale_name):
     """Replace the BatchNorm's call by one batch_norm_scale call (its submodule and the
     Scale's stay where they are, so names and state_dict keys do not change)."""
@@ -227,19 +210,6 @@ def _fuse_batch_norm_scale(graph, env, bn, scale_name):
     return graph.create_node("call_function", batch_norm_scale,
                              (env[bn.bottoms[0]], graph.get_attr(bn_name), graph.get_attr(scale_name)),
                              name=scale_name)
-
-
-def private_fresh_bottoms(net, layer, readers, returned):
-    """Indices of the bottoms this layer may overwrite without anyone telling: a fresh
-    tensor (its producer's LayerDef.fresh_output) that only this layer reads and the module
-    does not return."""
-    private = []
-    for i, b in enumerate(layer.bottoms):
-        producer = net.layer(net.blobs[b].producer)
-        if producer.defn.fresh_output and len(producer.tops) == 1 and readers[b] == 1 \
-                and b not in returned:
-            private.append(i)
-    return private
 
 
 def _share_params(layer, attrs, module, owners):

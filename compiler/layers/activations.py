@@ -37,7 +37,10 @@ class ReLU(Elementwise):
         import torch.nn as nn
         return nn.LeakyReLU(p.negative_slope) if p.negative_slope else nn.ReLU()
 
-    def lower_in_place(self, layer, module, private):
+    def in_place_bottom(self, layer, private):
+        return private[0] if private else None
+
+    def lower_in_place(self, layer, module, index):
         module.inplace = True
         return module
 

@@ -16,7 +16,9 @@ A LayerDef holds everything netdef knows about one layer type, in one place:
   and returns the top (or a tuple of tops); its blobs are attributes named `blob_names`.
   The built-in types' module classes are in compiler/runtime, which `lower()` imports, so
   that everything else here (reading, checking, summarising, drawing) runs without torch;
-- `lower_in_place()`: the same computation written into a bottom nobody else sees;
+- `in_place_bottom()`, `lower_in_place()`: which bottom nobody else sees its module may
+  compute into, and the module doing so (the backend builds it, the training-memory
+  count follows it);
 - `declare_shapes()`: how a written net records the shapes its tops were given;
 - `in_place`, `aliases_bottom`: how the type treats its blobs (see the attributes);
 - `dsl_name`, `dsl_positional`, `dsl_abbreviations`: how the netdef language calls it;
@@ -131,12 +133,17 @@ class LayerDef:
     def lower(self, layer, shapes):
         raise NotImplementedError("%s has no PyTorch lowering" % self.type)
 
-    def lower_in_place(self, layer, module, private):
-        """The module `lower` made, changed to compute into one of the bottoms whose
-        indices are in `private`: fresh tensors no one else reads or sees returned (the
-        backend checks that), as ReLU(inplace=True) and `out += identity` do in
-        hand-written models. The default keeps `module` as it is."""
-        return module
+    def in_place_bottom(self, layer, private):
+        """The index of the bottom the lowered module computes into, chosen among
+        `private` (the indices of fresh tensors no one else reads or sees returned:
+        accounting.private_fresh_bottoms), as ReLU(inplace=True) and `out += identity` do
+        in hand-written models; None (the default): it allocates its top."""
+        return None
+
+    def lower_in_place(self, layer, module, index):
+        """The module `lower` made, changed to compute into bottom `index` (what
+        in_place_bottom chose)."""
+        raise NotImplementedError("%s computes into no bottom" % self.type)
 
     def declare_shapes(self, param, shapes):
         """Write `shapes`, the shapes the net was shaped with, into `param` (a copy of the

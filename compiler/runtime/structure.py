@@ -38,7 +38,7 @@ class CaffeEltwise(nn.Module):
 
 class InPlaceSum(nn.Module):
     """Eltwise SUM of two bottoms, accumulated into bottom `into`, which no one else reads
-    (the backend checks that: torch_fx.private_fresh_bottoms). Float addition is
+    (the backend checks that: accounting.private_fresh_bottoms). Float addition is
     commutative, so the result is bitwise that of the out-of-place sum."""
 
     def __init__(self, into):
