@@ -11,6 +11,7 @@ from compiler.backends import draw, dsl_writer
 from compiler.backends.summary import format_summary
 from compiler.frontends import dsl
 from compiler.layers.base import constructor_args
+from compiler.layers.loss import loss_weight
 from compiler.proto import caffe_pb2
 from netdef.cli import main
 from netdef.training.feed import ArrayFeed
@@ -223,7 +224,7 @@ layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
         inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "hinge" type: "HingeLoss" bottom: "fc" bottom: "label" }
 layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
-layer { name: "mlr" type: "MultinomialLogisticLoss" bottom: "prob" bottom: "label" top: "mlr" loss_weight: 0.5 }
+layer { name: "mlr" type: "MultinomialLogisticLoss" bottom: "prob" bottom: "label" loss_weight: 0.5 }
 layer { name: "info" type: "InfogainLoss" bottom: "fc" bottom: "label" top: "info"
         infogain_loss_param { source: "H.binaryproto" } }
 '''
@@ -257,3 +258,12 @@ def test_netdef_train_learns_with_the_three_losses(tmp_path, monkeypatch):
     assert main(["train", "solver.prototxt", "--feed", "feed.npz"]) == 0
     assert (tmp_path / "snap_iter_20.caffemodel").is_file()
 
+
+def test_a_loss_weight_on_a_loss_layer_without_tops_weighs_its_automatic_top():
+    # Caffe checks the loss weights after AutoTopBlobs gave the layer its top.
+    net = parse_text(inputs(data=(2, 3), label=(2,)) + layer(
+        "loss", "HingeLoss", ["data", "label"], "loss_weight: 0.5", tops=[]))
+    assert loss_weight(net.layer("loss")) == [0.5]
+    e = refused(inputs(data=(2, 3), label=(2,)) + layer(
+        "loss", "HingeLoss", ["data", "label"], "loss_weight: 0.5 loss_weight: 1", tops=[]))
+    assert e.layer == "loss" and "2 loss_weight values for 1 tops" in e.message

@@ -48,7 +48,8 @@ class LossLayer(LayerDef):
         if not shapes[0] or not shapes[1] or shapes[0][0] != shapes[1][0]:
             raise ShapeError("the data and label should have the same first dimension (%s vs %s)"
                              % (list(shapes[0][:1]), list(shapes[1][:1])))
-        weights, tops = list(layer.param.loss_weight), len(layer.param.top)
+        # The wired tops: Caffe checks the loss weights after AutoTopBlobs added a top.
+        weights, tops = list(layer.param.loss_weight), len(layer.tops)
         if weights and len(weights) != tops:
             raise ShapeError("%d loss_weight values for %d tops" % (len(weights), tops),
                              "give one loss_weight per top")
