@@ -92,13 +92,16 @@ SSD = inputs(data=(1, 3, 12, 12)) + "".join([
 ])
 DETECTION_BOTTOMS = ["loc_flat", "conf_out", "prior"]
 
-LOSSES = inputs(x=(4, 5), label=(4,), target=(4, 5), similar=(4,)) + "".join([
+LOSSES = inputs(x=(4, 5), label=(4,), target=(4, 5), similar=(4,), infogain=(5, 5)) + "".join([
     layer("softmax_loss", "SoftmaxWithLoss", ["x", "label"], "loss_param { ignore_label: 2 }"),
     layer("euclidean", "EuclideanLoss", ["x", "target"]),
     layer("sigmoid_loss", "SigmoidCrossEntropyLoss", ["x", "target"]),
     layer("contrastive", "ContrastiveLoss", ["x", "target", "similar"],
           "contrastive_loss_param { margin: 2 }"),
     layer("accuracy", "Accuracy", ["x", "label"], "accuracy_param { top_k: 2 }", tops=["accuracy", "per_class"]),
+    layer("hinge", "HingeLoss", ["x", "label"], "hinge_loss_param { norm: L2 }"),
+    layer("multinomial", "MultinomialLogisticLoss", ["target", "label"]),
+    layer("infogain", "InfogainLoss", ["x", "label", "infogain"], "loss_param { ignore_label: 2 }"),
 ])
 
 
@@ -106,7 +109,8 @@ def feeds(name):
     g = torch.Generator().manual_seed(1)
     if name == "LOSSES":
         return {"x": torch.randn(4, 5, generator=g), "label": torch.tensor([0.0, 2, 4, 1]),
-                "target": torch.rand(4, 5, generator=g), "similar": torch.tensor([1.0, 0, 0, 1])}
+                "target": torch.rand(4, 5, generator=g), "similar": torch.tensor([1.0, 0, 0, 1]),
+                "infogain": torch.rand(5, 5, generator=g)}
     return {"data": torch.randn((2, 3, 8, 8) if name == "VISION" else (1, 3, 12, 12), generator=g)}
 
 

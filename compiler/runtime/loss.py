@@ -7,6 +7,8 @@ import torch.nn as nn
 from compiler.layers.base import prod
 
 LOG_FLT_MIN = math.log(1.1754943508222875e-38)
+# Caffe's kLOG_THRESHOLD (loss_layer.hpp): the smallest probability whose log a loss takes.
+LOG_THRESHOLD = 1e-20
 
 
 def normalizer(mode, outer, inner, valid):
@@ -105,6 +107,68 @@ class CaffeContrastiveLoss(nn.Module):
             dissimilar = _value_with_grad_of(hinge * hinge, -scale * dist_sq / 2)
         similar = similar.reshape(n).to(torch.int64) != 0
         return torch.where(similar, dist_sq, dissimilar).sum() / n / 2
+
+
+class CaffeHingeLoss(nn.Module):
+    def __init__(self, norm):
+        super().__init__()
+        self.norm = norm
+
+    def extra_repr(self):
+        return "norm=%s" % self.norm
+
+    def forward(self, x, label):
+        num = x.shape[0]
+        x = x.reshape(num, -1)
+        # Caffe reads label[i] for item i: the first num values, whatever the label's shape.
+        label = label.detach().reshape(-1)[:num].to(torch.int64).unsqueeze(1)
+        sign = torch.ones_like(x).scatter(1, label, -1.0)
+        # relu's gradient is 0 where the hinge is exactly 0, as Caffe's sign(0) is.
+        hinge = torch.relu(1 + sign * x)
+        return (hinge.sum() if self.norm == "L1" else (hinge * hinge).sum()) / num
+
+
+class CaffeMultinomialLogisticLoss(nn.Module):
+    def forward(self, prob, label):
+        num = prob.shape[0]
+        label = label.detach().reshape(num, 1).to(torch.int64)
+        picked = prob.reshape(num, -1).gather(1, label)
+        clamped = picked.clamp(min=LOG_THRESHOLD).detach()
+        # Caffe's value -log(clamped) with its gradient -1 / clamped, also where the clamp
+        # bit (clamp's own gradient is 0 there); the second term is 0 and finite forward.
+        loss = -torch.log(clamped) - (picked - picked.detach()) / clamped
+        return loss.sum() / num
+
+
+class CaffeInfogainLoss(nn.Module):
+    def __init__(self, axis, classes, ignore_label, mode, with_prob, matrix):
+        super().__init__()
+        self.axis, self.classes, self.ignore_label, self.mode, self.with_prob, self.matrix = (
+            axis, classes, ignore_label, mode, with_prob, matrix)
+        # H read from infogain_loss_param.source (`matrix`, its values row by row), or None:
+        # H is then bottom 3. A constructor argument, not state: Caffe keeps H out of the
+        # caffemodel, so the weights files netdef writes hold none, and the module must
+        # carry it. The buffer (not in the state_dict) moves with the module.
+        self.register_buffer("infogain", None if matrix is None else
+                             torch.tensor(matrix, dtype=torch.float32).reshape(classes, classes),
+                             persistent=False)
+
+    def extra_repr(self):
+        return "axis=%d, classes=%d, ignore_label=%s, normalization=%s" % (
+            self.axis, self.classes, self.ignore_label, self.mode)
+
+    def forward(self, x, label, infogain=None):
+        h = self.infogain if infogain is None else infogain.detach().reshape(self.classes, self.classes)
+        outer, inner = prod(x.shape[:self.axis]), prod(x.shape[self.axis + 1:])
+        logp = torch.log_softmax(x.reshape(outer, self.classes, inner), 1)
+        # Caffe takes log(max(prob, 1e-20)) but backpropagates p_k sum_j H[l, j] - H[l, k],
+        # the unclamped derivative, even where the clamp bit.
+        logp = _value_with_grad_of(logp.clamp(min=math.log(LOG_THRESHOLD)), logp)
+        label, keep = _labels(label, outer, inner, self.ignore_label)
+        rows = h[label[:, 0, :]].transpose(1, 2)          # H[label] as (outer, classes, inner)
+        picked = torch.where(keep, (rows * logp).sum(1, keepdim=True), 0)
+        loss = -picked.sum() / normalizer(self.mode, outer, inner, keep.sum())
+        return (loss, torch.softmax(x, self.axis)) if self.with_prob else loss
 
 
 class CaffeAccuracy(nn.Module):
