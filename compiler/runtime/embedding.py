@@ -50,7 +50,8 @@ class CaffeEmbed(nn.Module):
                                                  "" if self.bias is not None else ", no bias")
 
     def forward(self, x):
-        top = F.embedding(checked_indices(x, self.input_dim, self.layer, True, "rows of its table"), self.weight)
+        index = checked_indices(x, self.input_dim, self.layer, True, "rows of its table")
+        top = F.embedding(index, self.weight)
         return top + self.bias if self.bias is not None else top
 
 
