@@ -29,7 +29,7 @@ class Embed(LayerDef):
 
     def draw_label(self, layer):
         q = layer.param.embed_param
-        return "%d words, %d out" % (q.input_dim, q.num_output)
+        return "%dx%d table" % (q.input_dim, q.num_output)
 
     def _params(self, layer, shape):
         p = layer.param.embed_param
@@ -92,6 +92,9 @@ class Parameter(LayerDef):
     param_field = "parameter_param"
     blob_names = ("value",)
     bottoms = (0, 0)
+
+    def draw_label(self, layer):
+        return "x".join(str(d) for d in layer.param.parameter_param.shape.dim) or "scalar"
 
     def shape(self, layer, shapes):
         dims = tuple(layer.param.parameter_param.shape.dim)
