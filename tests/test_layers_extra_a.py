@@ -371,3 +371,17 @@ def test_the_types_are_drawn_with_their_parameters():
     keys = {n["name"]: n["layers"][0]["key"] for n in view["nodes"]}
     assert keys["pyramid"] == "AVE pyramid 3" and keys["cols"] == "k3 s2 p1"
     assert keys["emb"] == "10x4 table" and keys["p"] == "3x4"
+
+
+def test_the_index_layers_run_on_the_meta_device_for_the_training_step_measure():
+    # netdef time measures a training step on PyTorch's meta device, where no index has a
+    # value to check.
+    from compiler.accounting import training_step_bytes
+    from netdef.training.memory import training_step_memory
+    net = parse_text(inputs(ids=(4, 5), data=(3, 2), idx=(4,)) + "".join([
+        layer("emb", "Embed", ["ids"], "embed_param { num_output: 2 input_dim: 7 }"),
+        layer("re", "BatchReindex", ["data", "idx"]),
+        layer("loss", "EuclideanLoss", ["re", "re"]),
+    ]), phase="TRAIN")
+    measured = training_step_memory(netdef.compile_net(net), {"ids": (4, 5), "data": (3, 2), "idx": (4,)})
+    assert measured.weights == training_step_bytes(net).weights == (7 * 2 + 2) * 4

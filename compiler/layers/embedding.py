@@ -7,7 +7,7 @@ BatchReindex's, and DCHECKs that Embed's are integers below input_dim (a release
 reads outside its table instead); netdef's modules refuse such a value with an error
 naming the layer and the value (compiler/runtime/embedding.py: checked_indices).
 """
-from compiler.layers.base import MAX_AXES, LayerDef, ShapeError
+from compiler.layers.base import MAX_AXES, LayerDef, ShapeError, prod
 from compiler.layers.fillers import fill
 
 
@@ -50,6 +50,10 @@ class Embed(LayerDef):
         weight = (p.input_dim, p.num_output)
         return [weight, (p.num_output,)] if p.bias_term else [weight]
 
+    def backward_values(self, layer, shapes, out_shapes):
+        """The int64 indices (two float32s' worth each) the weight's gradient reads."""
+        return 2 * prod(shapes[0])
+
     def lower(self, layer, shapes):
         from compiler.runtime.embedding import CaffeEmbed
         p = self._params(layer, shapes[0])
@@ -77,6 +81,10 @@ class BatchReindex(LayerDef):
         if not data:
             raise ShapeError("the data (first bottom) has no axis 0 to reindex")
         return [(indices[0],) + tuple(data[1:])]
+
+    def backward_values(self, layer, shapes, out_shapes):
+        """The int64 indices (two float32s' worth each) the data's gradient reads."""
+        return 2 * shapes[1][0]
 
     def lower(self, layer, shapes):
         from compiler.runtime.embedding import CaffeBatchReindex

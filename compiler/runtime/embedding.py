@@ -22,6 +22,8 @@ def checked_indices(x, size, layer, integers, rows):
     bad = ~((values >= 0) & (values < size))    # NaN too
     if integers:
         bad = bad | (index.to(values.dtype) != values)
+    if values.device.type == "meta":        # shapes only (netdef.training.memory): no values to check
+        return index
     if torch.compiler.is_compiling():
         torch._check(torch.logical_not(bad.any()).item(),
                      lambda: "layer '%s': an index outside [0, %d), the %s" % (layer, size, rows))
