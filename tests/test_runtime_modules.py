@@ -66,6 +66,8 @@ VISION = inputs(data=(2, 3, 8, 8)) + "".join([
     layer("bias", "Bias", ["ip"]),
     layer("scale2", "Scale", ["bias", "ipt"], "scale_param { axis: 0 }"),
     layer("silence", "Silence", ["reduction"], tops=[]),
+    layer("spp", "SPP", ["data"], "spp_param { pyramid_height: 2 pool: AVE }"),
+    layer("im2col", "Im2col", ["data"], "convolution_param { kernel_size: 3 stride: 2 pad: 1 }"),
 ])
 
 # An SSD head: 4 priors per position (min size, max size, ratio 2 and its flip) on a 3x3
@@ -102,6 +104,9 @@ LOSSES = inputs(x=(4, 5), label=(4,), target=(4, 5), similar=(4,), infogain=(5, 
     layer("hinge", "HingeLoss", ["x", "label"], "hinge_loss_param { norm: L2 }"),
     layer("multinomial", "MultinomialLogisticLoss", ["target", "label"]),
     layer("infogain", "InfogainLoss", ["x", "label", "infogain"], "loss_param { ignore_label: 2 }"),
+    layer("embed", "Embed", ["label"], "embed_param { num_output: 3 input_dim: 5 }"),
+    layer("reindex", "BatchReindex", ["x", "similar"]),
+    layer("parameter", "Parameter", [], "parameter_param { shape { dim: 2 dim: 5 } }"),
 ])
 
 

@@ -52,6 +52,20 @@ def _torch_size(size, kernel, pad, stride, ceil):
     return out
 
 
+def spp_level(height, width, level):
+    """Caffe's SPP (SPPLayer::GetPoolingParam): pyramid level `level` pools an H x W input
+    into 2^level bins per axis, with kernel ceil(size / bins), stride = kernel, and pad
+    half, rounded up, of the kernel * bins - size positions the bins overhang the input.
+    -> (kernel, pad), each [height axis, width axis]. Caffe then builds a Pooling layer
+    of that geometry, whose checks and output size (pooled_size) apply: an input with
+    fewer than about bins positions gets pad >= kernel, which Pooling refuses (13 x 13 at
+    level 3: kernel 2, pad 2)."""
+    bins = 2 ** level
+    kernel = [-(-size // bins) for size in (height, width)]
+    pad = [(k * bins - size + 1) // 2 for k, size in zip(kernel, (height, width))]
+    return kernel, pad
+
+
 def slice_sizes(size, points, tops, axis):
     """Caffe's Slice: slice_point gives the boundaries (one fewer than tops, increasing);
     without it the axis splits evenly."""

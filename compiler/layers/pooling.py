@@ -8,7 +8,7 @@ pixels. PyTorch's ceil_mode pooling follows the same rules while pad <= kernel/2
 window lies wholly outside the input; elsewhere (pad > kernel/2, stride > kernel) the
 module pads explicitly and computes Caffe's divisors itself.
 """
-from compiler.layers.arithmetic import padding_after, pooled_size, torch_pools_as_caffe
+from compiler.layers.arithmetic import padding_after, pooled_size, spp_level, torch_pools_as_caffe
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.proto import caffe_pb2
 
@@ -89,4 +89,86 @@ class Pooling(LayerDef):
                            layer.param.pooling_param.global_pooling)
 
 
-LAYERS = [Pooling()]
+class _PoolingLayer:
+    """A Pooling layer SPP builds for one pyramid level: what Pooling's methods read."""
+
+    def __init__(self, param):
+        self.param = param
+
+
+class SPP(LayerDef):
+    """Spatial pyramid pooling, as Caffe builds it: for each level i below pyramid_height,
+    a Pooling layer (MAX or AVE, rounding up) with the kernel, stride and pad that
+    arithmetic.spp_level computes from the input's height and width (2^i bins per axis),
+    its output flattened to (N, C * bins^2) and the levels concatenated in order on axis 1.
+    With pyramid_height 1 the top is the one Pooling's output itself, (N, C, 1, 1),
+    unflattened, as Caffe's SPPLayer then skips its Split, Flatten and Concat. Every level
+    is Pooling's own shape rule, checks and module (caffe_pool2d) with that geometry,
+    recomputed from the input the module gets, as Caffe's Reshape rebuilds the levels
+    whenever the input changes size. The input needs at least about 2^(height-1)
+    positions per axis: below that a level's pad reaches its kernel, which Pooling
+    refuses."""
+    type = "SPP"
+    param_field = "spp_param"
+    dsl_name = "spp"
+    dsl_positional = ("pyramid_height", "pool")
+    draw_color = Pooling.draw_color
+
+    def draw_label(self, layer):
+        q = layer.param.spp_param
+        return "%s pyramid %d" % (caffe_pb2.SPPParameter.PoolMethod.Name(q.pool), q.pyramid_height)
+
+    def levels(self, layer, shape):
+        """The Pooling layer of each pyramid level for an input of `shape`, each with its
+        top's shape, checked by Pooling's rules."""
+        p = layer.param.spp_param
+        if p.pyramid_height < 1:
+            raise ShapeError("pyramid_height must be set and at least 1", "add pyramid_height: N (N >= 1)")
+        if len(shape) != 4:
+            raise ShapeError("SPP needs an (N, C, H, W) input, got %s" % list(shape))
+        levels = []
+        for i in range(p.pyramid_height):
+            kernel, pad = spp_level(shape[2], shape[3], i)
+            pool = caffe_pb2.LayerParameter(name="%s level %d" % (layer.param.name, i), type="Pooling")
+            q = pool.pooling_param
+            q.pool = p.pool          # SPP's PoolMethod numbers Pooling's: MAX 0, AVE 1, STOCHASTIC 2
+            q.kernel_h, q.kernel_w = kernel
+            q.stride_h, q.stride_w = kernel
+            q.pad_h, q.pad_w = pad
+            level = _PoolingLayer(pool)
+            try:
+                levels.append((level, POOLING.shape(level, [shape])[0]))
+            except ShapeError as e:
+                hint = e.hint
+                if any(pd >= k for pd, k in zip(pad, kernel)):
+                    hint = "a %dx%d input allows pyramid_height %d at most; use that, or a larger input" % (
+                        shape[2], shape[3], i)
+                raise ShapeError("pyramid level %d (%d bins per axis: kernel %s, stride %s, pad %s): %s"
+                                 % (i, 2 ** i, kernel, kernel, pad, e.message), hint) from None
+        return levels
+
+    def shape(self, layer, shapes):
+        levels = self.levels(layer, shapes[0])
+        if len(levels) == 1:
+            return [levels[0][1]]
+        return [(shapes[0][0], sum(prod(out[1:]) for _, out in levels))]
+
+    def workspace_values(self, layer, shapes):
+        """Each level's pooled values until they are concatenated, and the largest padded
+        copy a level's pooling makes (Pooling.workspace_values)."""
+        levels = self.levels(layer, shapes[0])
+        pooled = sum(prod(out) for _, out in levels) if len(levels) > 1 else 0
+        return pooled + max(POOLING.workspace_values(level, shapes) for level, _ in levels)
+
+    def backward_values(self, layer, shapes, out_shapes):
+        return sum(POOLING.backward_values(level, shapes, [out]) for level, out in self.levels(layer, shapes[0]))
+
+    def lower(self, layer, shapes):
+        from compiler.runtime.pooling import CaffeSPP
+        self.levels(layer, shapes[0])
+        p = layer.param.spp_param
+        return CaffeSPP(p.pyramid_height, p.pool == MAX, layer.name)
+
+
+POOLING = Pooling()
+LAYERS = [POOLING, SPP()]

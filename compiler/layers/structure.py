@@ -1,12 +1,12 @@
 """Layers that combine, split or rearrange blobs without learning anything: Eltwise,
-Concat, Slice, Split, Crop, Flatten, Reshape, Tile, Silence.
+Concat, Slice, Split, Crop, Flatten, Reshape, Tile, Im2col, Silence.
 
 Caffe re-applies each shape rule whenever its inputs change size (Net::Reshape), so the
 modules here compute their sizes from the tensors they get, never from the shapes the net
 declared: a compiled net runs with any batch size the rules allow.
 """
 from compiler.layers.arithmetic import reshape_target, slice_sizes
-from compiler.layers.base import LayerDef, ShapeError, canonical_axis, prod
+from compiler.layers.base import LayerDef, ShapeError, canonical_axis, geometry_text, prod, spatial_geometry
 from compiler.proto import caffe_pb2
 
 PROD, SUM = caffe_pb2.EltwiseParameter.PROD, caffe_pb2.EltwiseParameter.SUM
@@ -351,6 +351,54 @@ class Tile(LayerDef):
         return CaffeTile(self.repeats(layer, shapes[0]))
 
 
+class Im2col(LayerDef):
+    """Convolution's unfolding as a layer: every kernel_h x kernel_w window (with pad,
+    stride and dilation, from convolution_param) of an (N, C, H, W) input becomes a column,
+    giving (N, C * kernel_h * kernel_w, H_out, W_out), the sizes rounded down as
+    Convolution's are. The channel axis is Caffe's column layout: channel-major, then the
+    kernel's rows, then its columns (c * kh * kw + i * kw + j); padding reads zeros. The
+    gradient of an input value adds up over every column that copied it (col2im).
+    netdef supports 2-D inputs with channels on axis 1 (Caffe also unfolds N-D)."""
+    type = "Im2col"
+    param_field = "convolution_param"
+    dsl_name = "im2col"
+    dsl_positional = ("kernel_size", "stride", "pad")
+    dsl_abbreviations = dict(k="kernel_size", s="stride", p="pad", d="dilation")
+
+    def draw_label(self, layer):
+        return geometry_text(layer.param.convolution_param)
+
+    def geometry(self, layer, shape):
+        p = layer.param.convolution_param
+        if len(shape) != 4 or p.axis not in (1, -3):
+            raise ShapeError("netdef's Im2col needs an (N, C, H, W) input with channels on axis 1, got "
+                             "%s, axis %d" % (list(shape), p.axis))
+        kernel, pad, stride, dilation = spatial_geometry(p, 2)
+        if any(k is None for k in kernel):
+            raise ShapeError("kernel size is not set", "add kernel_size (or kernel_h and kernel_w)")
+        if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
+            raise ShapeError("kernel, stride and dilation must be positive (kernel %s, stride %s, "
+                             "dilation %s)" % (kernel, stride, dilation))
+        out = []
+        for size, k, pd, s, d in zip(shape[2:], kernel, pad, stride, dilation):
+            extent = d * (k - 1) + 1
+            if size + 2 * pd < extent:
+                raise ShapeError("kernel %d (extent %d with dilation %d) is larger than the padded input %d"
+                                 % (k, extent, d, size + 2 * pd), "use a smaller kernel or more padding")
+            out.append((size + 2 * pd - extent) // s + 1)
+        return kernel, pad, stride, dilation, out
+
+    def shape(self, layer, shapes):
+        n, c = shapes[0][:2]
+        kernel, _, _, _, out = self.geometry(layer, shapes[0])
+        return [(n, c * prod(kernel)) + tuple(out)]
+
+    def lower(self, layer, shapes):
+        from compiler.runtime.structure import CaffeIm2col
+        kernel, pad, stride, dilation, _ = self.geometry(layer, shapes[0])
+        return CaffeIm2col(kernel, pad, stride, dilation)
+
+
 class Silence(LayerDef):
     """Reads its bottoms so that they are not net outputs; computes nothing, and gives
     them no gradient."""
@@ -367,4 +415,4 @@ class Silence(LayerDef):
         return CaffeSilence()
 
 
-LAYERS = [Eltwise(), Concat(), Slice(), Split(), Crop(), Flatten(), Reshape(), Tile(), Silence()]
+LAYERS = [Eltwise(), Concat(), Slice(), Split(), Crop(), Flatten(), Reshape(), Tile(), Im2col(), Silence()]

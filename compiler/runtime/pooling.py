@@ -1,9 +1,10 @@
-"""The module of Pooling (compiler/layers/pooling.py)."""
+"""The modules of Pooling and SPP (compiler/layers/pooling.py)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from compiler.layers.arithmetic import FLT_MAX, padding_after, pooled_size, torch_pools_as_caffe
+from compiler.errors import NetdefError
+from compiler.layers.arithmetic import FLT_MAX, padding_after, pooled_size, spp_level, torch_pools_as_caffe
 
 
 class CaffePool2d(nn.Module):
@@ -20,27 +21,56 @@ class CaffePool2d(nn.Module):
             self.stride, self.pad, "ceil" if self.ceil else "floor")
 
     def forward(self, x):
-        h, w = x.shape[-2], x.shape[-1]
         if self.global_pooling:
             return x.amax(dim=(2, 3), keepdim=True) if self.is_max else x.mean(dim=(2, 3), keepdim=True)
-        kernel, pad, stride = self.kernel, self.pad, self.stride
-        out = (pooled_size(h, kernel[0], pad[0], stride[0], self.ceil),
-               pooled_size(w, kernel[1], pad[1], stride[1], self.ceil))
-        if torch_pools_as_caffe((h, w), out, kernel, pad, stride, self.ceil):
-            if self.is_max:
-                return F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil)
-            return F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil, count_include_pad=True)
-        return self._general(x, h, w, out)
+        return caffe_pool2d(x, self.is_max, self.kernel, self.pad, self.stride, self.ceil)
 
-    def _general(self, x, h, w, out):
-        kernel, pad, stride = self.kernel, self.pad, self.stride
-        extra = padding_after((h, w), out, kernel, pad, stride)
-        # A window wholly outside the input gives -FLT_MAX for MAX, as in Caffe.
-        xp = F.pad(x, (pad[1], extra[1], pad[0], extra[0]), value=-FLT_MAX if self.is_max else 0.0)
-        if self.is_max:
-            return F.max_pool2d(xp, kernel, stride)[..., :out[0], :out[1]]
-        total = F.avg_pool2d(xp, kernel, stride, divisor_override=1)[..., :out[0], :out[1]]
-        return total / _divisor(out, (h, w), kernel, pad, stride, x.dtype, x.device)
+
+class CaffeSPP(nn.Module):
+    """Caffe's SPP (compiler/layers/pooling.py): each level's geometry comes from the
+    input it gets, as Caffe's Reshape recomputes it. `layer`, the Caffe layer's name,
+    names it in the error for an input too small for the pyramid."""
+
+    def __init__(self, pyramid_height, is_max, layer=None):
+        super().__init__()
+        self.pyramid_height, self.is_max, self.layer = pyramid_height, is_max, layer
+
+    def extra_repr(self):
+        return "%s, pyramid_height=%d" % ("MAX" if self.is_max else "AVE", self.pyramid_height)
+
+    def forward(self, x):
+        h, w = x.shape[-2], x.shape[-1]
+        levels = []
+        for i in range(self.pyramid_height):
+            kernel, pad = spp_level(h, w, i)
+            if any(p >= k for p, k in zip(pad, kernel)):
+                raise NetdefError(None, None, self.layer, "a %dx%d input is too small for pyramid_height "
+                                  "%d: level %d pads %s, not less than its kernel %s, which Caffe's "
+                                  "Pooling refuses" % (h, w, self.pyramid_height, i, pad, kernel),
+                                  "feed an input of at least the size the net was built for")
+            levels.append(caffe_pool2d(x, self.is_max, kernel, pad, kernel, True))
+        if self.pyramid_height == 1:
+            return levels[0]
+        return torch.cat([level.flatten(1) for level in levels], 1)
+
+
+def caffe_pool2d(x, is_max, kernel, pad, stride, ceil):
+    """Caffe's Pooling of the (N, C, H, W) tensor x: Pooling's module, and the pooling of
+    each SPP pyramid level with the geometry SPP computes for it."""
+    h, w = x.shape[-2], x.shape[-1]
+    out = (pooled_size(h, kernel[0], pad[0], stride[0], ceil),
+           pooled_size(w, kernel[1], pad[1], stride[1], ceil))
+    if torch_pools_as_caffe((h, w), out, kernel, pad, stride, ceil):
+        if is_max:
+            return F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil)
+        return F.avg_pool2d(x, kernel, stride, pad, ceil_mode=ceil, count_include_pad=True)
+    extra = padding_after((h, w), out, kernel, pad, stride)
+    # A window wholly outside the input gives -FLT_MAX for MAX, as in Caffe.
+    xp = F.pad(x, (pad[1], extra[1], pad[0], extra[0]), value=-FLT_MAX if is_max else 0.0)
+    if is_max:
+        return F.max_pool2d(xp, kernel, stride)[..., :out[0], :out[1]]
+    total = F.avg_pool2d(xp, kernel, stride, divisor_override=1)[..., :out[0], :out[1]]
+    return total / _divisor(out, (h, w), kernel, pad, stride, x.dtype, x.device)
 
 
 def _divisor(out, size, kernel, pad, stride, dtype, device):

@@ -2,6 +2,7 @@
 (compiler/layers/structure.py)."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from compiler.layers.arithmetic import reshape_target, slice_sizes
 
@@ -130,6 +131,25 @@ class CaffeTile(nn.Module):
 
     def forward(self, x):
         return x.repeat(*self.repeats)
+
+
+class CaffeIm2col(nn.Module):
+    """F.unfold's columns are Caffe's (channel-major, then kernel row, then column); the
+    positions, one row of windows after another, are the output's H x W."""
+
+    def __init__(self, kernel, pad, stride, dilation):
+        super().__init__()
+        self.kernel, self.pad = tuple(kernel), tuple(pad)
+        self.stride, self.dilation = tuple(stride), tuple(dilation)
+
+    def extra_repr(self):
+        return "kernel=%s, stride=%s, pad=%s, dilation=%s" % (self.kernel, self.stride, self.pad, self.dilation)
+
+    def forward(self, x):
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, p, s, d in
+               zip(x.shape[2:], self.kernel, self.pad, self.stride, self.dilation)]
+        columns = F.unfold(x, self.kernel, self.dilation, self.pad, self.stride)
+        return columns.reshape(x.shape[0], columns.shape[1], out[0], out[1])
 
 
 class CaffeSilence(nn.Module):
