@@ -74,6 +74,22 @@ def test_ceil_mode_false_means_round_mode_floor():
     assert shapes == [(2, 3, 4, 4), (2, 3, 3, 3), (2, 3, 3, 3)]
 
 
+def test_padding_on_one_axis_drops_a_last_window_in_the_padding_on_both():
+    """PoolingLayer::Reshape checks `if (pad_h_ || pad_w_)`, then clips each axis whose last
+    window would start at or past size + pad: with pad_w 1, the rows (pad_h 0, stride 4
+    over 8 rows) lose their third window, which starts at row 8, past the input."""
+    pool = ('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX '
+            'kernel_h: 1 kernel_w: 2 stride_h: 4 stride_w: 2 pad_h: 0 pad_w: %d } }\n')
+    assert parse_text(HEADER + pool % 1).shape("p") == (2, 3, 2, 5)
+    assert parse_text(HEADER + pool % 0).shape("p") == (2, 3, 3, 4)     # unpadded: no clip
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    got = compile_text(HEADER + pool % 1)(x)["p"]
+    # Rows 0 and 4; column windows start at -1, 1, 3, 5, 7 (the last holds column 7 only).
+    cols = [[0], [1, 2], [3, 4], [5, 6], [7]]
+    want = torch.stack([torch.stack([x[:, :, r, c].amax(-1) for c in cols], -1) for r in (0, 4)], -2)
+    assert torch.equal(got, want)
+
+
 def test_in_place_blobs_get_ssa_ids_and_users_see_the_last_value():
     text = HEADER + CONV % ("c", "data", "c") + '''
     layer { name: "r" type: "ReLU" bottom: "c" top: "c" }

@@ -21,13 +21,19 @@ def f32(x):
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
-def pooled_size(size, kernel, pad, stride, ceil):
-    """Caffe's Pooling output size on one axis (rounding as compiler/layers/pooling.py says)."""
-    span = size + 2 * pad - kernel
-    out = (math.ceil(span / stride) if ceil else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
+def pooled_sizes(sizes, kernel, pad, stride, ceil):
+    """Caffe's Pooling output size on each spatial axis (rounding as
+    compiler/layers/pooling.py says). PoolingLayer::Reshape drops a last window that would
+    start in the padding on every axis as soon as any axis is padded (`if (pad_h_ ||
+    pad_w_)`): an axis without padding loses such a window too when the other has some."""
+    out = []
+    for size, k, p, s in zip(sizes, kernel, pad, stride):
+        span = size + 2 * p - k
+        n = (math.ceil(span / s) if ceil else span // s) + 1
+        if any(pad) and (n - 1) * s >= size + p:
+            n -= 1
+        out.append(n)
+    return tuple(out)
 
 
 def torch_pools_as_caffe(size, out, kernel, pad, stride, ceil):
@@ -57,7 +63,7 @@ def spp_level(height, width, level):
     into 2^level bins per axis, with kernel ceil(size / bins), stride = kernel, and pad
     half, rounded up, of the kernel * bins - size positions the bins overhang the input.
     -> (kernel, pad), each [height axis, width axis]. Caffe then builds a Pooling layer
-    of that geometry, whose checks and output size (pooled_size) apply: an input with
+    of that geometry, whose checks and output size (pooled_sizes) apply: an input with
     fewer than about bins positions gets pad >= kernel, which Pooling refuses (13 x 13 at
     level 3: kernel 2, pad 2)."""
     bins = 2 ** level

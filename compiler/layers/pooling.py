@@ -8,7 +8,7 @@ pixels. PyTorch's ceil_mode pooling follows the same rules while pad <= kernel/2
 window lies wholly outside the input; elsewhere (pad > kernel/2, stride > kernel) the
 module pads explicitly and computes Caffe's divisors itself.
 """
-from compiler.layers.arithmetic import padding_after, pooled_size, spp_level, torch_pools_as_caffe
+from compiler.layers.arithmetic import padding_after, pooled_sizes, spp_level, torch_pools_as_caffe
 from compiler.layers.base import LayerDef, ShapeError, geometry_text, prod, spatial_geometry
 from compiler.proto import caffe_pb2
 
@@ -54,14 +54,12 @@ class Pooling(LayerDef):
     def shape(self, layer, shapes):
         shape = shapes[0]
         _, kernel, pad, stride, ceil = self.geometry(layer, shape)
-        out = []
-        for size, k, pd, s in zip(shape[2:], kernel, pad, stride):
+        for size, k, pd in zip(shape[2:], kernel, pad):
             if size + 2 * pd < k:
                 raise ShapeError("kernel %d is larger than the padded input %d (size %d + 2*pad %d)"
                                  % (k, size + 2 * pd, size, pd),
                                  "use a smaller kernel or more padding, or check the input size")
-            out.append(pooled_size(size, k, pd, s, ceil))
-        return [tuple(shape[:2]) + tuple(out)]
+        return [tuple(shape[:2]) + pooled_sizes(shape[2:], kernel, pad, stride, ceil)]
 
     def workspace_values(self, layer, shapes):
         """Where PyTorch's pooling cannot follow Caffe (pad > kernel/2, a window wholly in

@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from compiler.errors import NetdefError
-from compiler.layers.arithmetic import FLT_MAX, padding_after, pooled_size, spp_level, torch_pools_as_caffe
+from compiler.layers.arithmetic import FLT_MAX, padding_after, pooled_sizes, spp_level, torch_pools_as_caffe
 
 
 class CaffePool2d(nn.Module):
@@ -58,8 +58,7 @@ def caffe_pool2d(x, is_max, kernel, pad, stride, ceil):
     """Caffe's Pooling of the (N, C, H, W) tensor x: Pooling's module, and the pooling of
     each SPP pyramid level with the geometry SPP computes for it."""
     h, w = x.shape[-2], x.shape[-1]
-    out = (pooled_size(h, kernel[0], pad[0], stride[0], ceil),
-           pooled_size(w, kernel[1], pad[1], stride[1], ceil))
+    out = pooled_sizes((h, w), kernel, pad, stride, ceil)
     if torch_pools_as_caffe((h, w), out, kernel, pad, stride, ceil):
         if is_max:
             return F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil)
