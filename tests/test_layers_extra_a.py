@@ -327,7 +327,7 @@ def test_im2col_against_caffe(params, kernel, pad, stride, dilation):
     ((2, 3, 6), "kernel_size: 3", "Im2col needs an (N, C, H, W) input"),
     ((2, 3, 6, 6), "stride: 2", "kernel size is not set"),
     ((2, 3, 6, 6), "kernel_size: 9", "kernel 9 (extent 9 with dilation 1) is larger than the padded input 6"),
-    ((2, 3, 6, 6), "kernel_size: 3 kernel_h: 2", "give either kernel_size or kernel_size_h/kernel_size_w"),
+    ((2, 3, 6, 6), "kernel_size: 3 kernel_h: 2", "give either kernel_size or kernel_h/kernel_w, not both"),
 ])
 def test_im2col_refusals_are_located(shape, params, message):
     e = refused(inputs(data=shape) + layer("cols", "Im2col", ["data"], "convolution_param { %s }" % params))

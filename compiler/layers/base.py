@@ -218,9 +218,9 @@ def spatial_geometry(p, nspatial, has_dilation=True):
     def per_axis(values, h, w, default, name):
         if p.HasField(h) or p.HasField(w):
             if nspatial != 2:
-                raise ShapeError("%s_h/%s_w are for 2-D blobs only" % (name, name))
+                raise ShapeError("%s/%s are for 2-D blobs only" % (h, w))
             if values:
-                raise ShapeError("give either %s or %s_h/%s_w, not both" % (name, name, name))
+                raise ShapeError("give either %s or %s/%s, not both" % (name, h, w))
             return [getattr(p, h) if p.HasField(h) else default,
                     getattr(p, w) if p.HasField(w) else default]
         values = list(values)
