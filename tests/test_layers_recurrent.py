@@ -275,3 +275,15 @@ def test_the_netdef_language_calls_them_by_name():
     built = {l.name: l for l in dsl.load_proto("t.net", text=text).layer}
     assert (built["y"].type, list(built["y"].bottom), built["y"].recurrent_param.num_output) == ("LSTM", ["x", "cont"], 8)
     assert built["z"].type == "RNN" and built["y"].recurrent_param.weight_filler.type == "xavier"
+
+
+
+def test_an_exported_module_with_exposed_states_runs_like_the_module():
+    gm = compile_text(net_text("LSTM", (2, N, 3), expose=True), {"rec": blob_arrays(lstm_shapes(3))})
+    feed = (torch.from_numpy(randn(2, N, 3)), torch.ones(2, N), torch.from_numpy(randn(1, N, H, seed=4)),
+            torch.from_numpy(randn(1, N, H, seed=5)))
+    with torch.no_grad():
+        want = gm(*feed)
+        got = torch.export.export(gm, feed).module()(*feed)
+    for key in ("y", "hT", "cT"):
+        torch.testing.assert_close(got[key], want[key])

@@ -24,8 +24,10 @@ class CaffeRecurrent(nn.Module):
     Without expose_hidden the final states of a pass are kept (detached, as Caffe's
     gradients do not cross passes) in buffers that are not part of the state_dict, since a
     .caffemodel does not hold them either; the next pass starts from them. A pass with
-    fewer streams starts from the first ones (Caffe reshapes the blob, keeping its
-    front); streams beyond the previous pass's start from zero."""
+    fewer streams than the last starts from the first ones (Caffe reshapes the blob,
+    keeping its front), one with more from zeros (Caffe allocates the larger blob anew).
+    torch.export captures one pass: an exported module starts every pass from zeros;
+    export a net with expose_hidden to carry the states yourself."""
     states = ()                 # the recurrent blobs, in Caffe's order
     gates = 1                   # G = gates * num_output rows of the input transform
     x_blobs = ()                # the input transform's weight and bias, x_static's weight
