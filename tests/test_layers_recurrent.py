@@ -287,3 +287,35 @@ def test_an_exported_module_with_exposed_states_runs_like_the_module():
         got = torch.export.export(gm, feed).module()(*feed)
     for key in ("y", "hT", "cT"):
         torch.testing.assert_close(got[key], want[key])
+
+
+def test_an_exported_module_carries_the_state_too():
+    """The kept state is a buffer written in place, which torch.export captures: the
+    exported module, too, continues from its previous pass."""
+    text = net_text("LSTM", (2, N, 3))
+    blobs = {"rec": blob_arrays(lstm_shapes(3))}
+    x, cont = torch.from_numpy(randn(2, N, 3)), torch.ones(2, N)
+    with torch.no_grad():
+        gm = compile_text(text, blobs)
+        want = [gm(x=x, cont=cont)["y"] for _ in range(2)]
+        exported = torch.export.export(compile_text(text, blobs), (x, x.new_zeros(2, N))).module()
+        got = [exported(x, cont)["y"] for _ in range(2)]
+    assert not torch.allclose(want[0], want[1])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM"])
+def test_an_in_place_relu_after_it_leaves_its_gradients_alone(kind):
+    """A ReLU written in place on the output computes into it only where the layer's
+    backward does not read it (RNN's top is a tanh, whose derivative reads it)."""
+    _, blob_shapes = REFERENCES[kind]
+    blobs = {"rec": blob_arrays(blob_shapes(3))}
+    text = net_text(kind, (T, N, 3)) + layer("relu", "ReLU", ["y"], tops=["y"])
+    grads = []
+    for gm in (compile_text(text, blobs), compile_text(net_text(kind, (T, N, 3)), blobs)):
+        x = torch.from_numpy(randn(T, N, 3)).requires_grad_()
+        y = gm(x=x, cont=torch.from_numpy(CONT))["y"]
+        (torch.relu(y) if len(grads) else y).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])

@@ -50,7 +50,6 @@ class RecurrentDef(LayerDef):
     Caffe's RecurrentInputBlobNames order), `gates` (G = gates * num_output) and the
     blob names."""
     param_field = "recurrent_param"
-    fresh_output = True
     conv_fc_macs = True
     dsl_positional = ("num_output",)
     states = ()
@@ -125,8 +124,8 @@ class RecurrentDef(LayerDef):
     def lower(self, layer, shapes):
         from compiler.runtime import recurrent
         p = layer.param.recurrent_param
-        _, _, d, s, h = self._dims(layer, shapes)
-        module = getattr(recurrent, "Caffe" + self.type)(d, h, s, p.expose_hidden, layer.name)
+        _, n, d, s, h = self._dims(layer, shapes)
+        module = getattr(recurrent, "Caffe" + self.type)(d, h, s, p.expose_hidden, n, layer.name)
         for name in self.blob_attrs(layer, shapes):
             # W_* are the weights of Caffe's InnerProducts, b_* their biases.
             fill(getattr(module, name).data, p.weight_filler if name.startswith("W") else p.bias_filler)
@@ -135,6 +134,7 @@ class RecurrentDef(LayerDef):
 
 class RNN(RecurrentDef):
     type = "RNN"
+    # Not fresh_output: its top is a tanh, whose backward reads it.
     dsl_name = "rnn"
     bottoms = (2, 4)
     tops = (1, 2)
@@ -158,6 +158,7 @@ class RNN(RecurrentDef):
 
 class LSTM(RecurrentDef):
     type = "LSTM"
+    fresh_output = True         # its top is the stack of the h_t, which no backward reads
     dsl_name = "lstm"
     bottoms = (2, 5)
     tops = (1, 3)

@@ -23,21 +23,23 @@ class CaffeRecurrent(nn.Module):
 
     Without expose_hidden the final states of a pass are kept (detached, as Caffe's
     gradients do not cross passes) in buffers that are not part of the state_dict, since a
-    .caffemodel does not hold them either; the next pass starts from them. A pass with
-    fewer streams than the last starts from the first ones (Caffe reshapes the blob,
-    keeping its front), one with more from zeros (Caffe allocates the larger blob anew).
-    torch.export captures one pass: an exported module starts every pass from zeros;
-    export a net with expose_hidden to carry the states yourself."""
+    .caffemodel does not hold them either; the next pass starts from them, zeros before
+    the first. They are made for `streams` (N, the net's shape) and written in place, so
+    that torch.export captures the update and an exported module carries the states from
+    pass to pass too. A pass with fewer streams than the last starts from the first ones
+    (Caffe reshapes the blob, keeping its front), one with more from zeros (Caffe
+    allocates the larger blob anew)."""
     states = ()                 # the recurrent blobs, in Caffe's order
     gates = 1                   # G = gates * num_output rows of the input transform
     x_blobs = ()                # the input transform's weight and bias, x_static's weight
 
-    def __init__(self, input_features, num_output, static_features, expose_hidden, layer=None):
+    def __init__(self, input_features, num_output, static_features, expose_hidden, streams, layer=None):
         super().__init__()
         self.input_features, self.num_output = input_features, num_output
-        self.static_features, self.expose_hidden, self.layer = static_features, expose_hidden, layer
+        self.static_features, self.expose_hidden = static_features, expose_hidden
+        self.streams, self.layer = streams, layer
         for name in self.states:
-            self.register_buffer(name + "_kept", zeros((1, 0, num_output)), persistent=False)
+            self.register_buffer(name + "_kept", zeros((1, streams, num_output)), persistent=False)
         weight, bias, static = self.x_blobs
         setattr(self, weight, self.blob(self.gates, input_features))
         setattr(self, bias, self.blob(self.gates, None))
@@ -77,14 +79,23 @@ class CaffeRecurrent(nn.Module):
             # Caffe's hT/cT share only data too: gradients reaching them go nowhere.
             return (out,) + tuple(s.detach().unsqueeze(0) for s in final)
         for name, s in zip(self.states, final):
-            setattr(self, name + "_kept", s.detach().unsqueeze(0))
+            self._keep(name, s.detach().unsqueeze(0))
         return out
 
     def _kept(self, name, n, x):
+        """The state a pass of `n` streams starts from: a copy, as the end of the pass
+        overwrites the buffer, which autograd may still have to read."""
         kept = getattr(self, name + "_kept")
         if kept.shape[1] >= n:
-            return kept[0, :n].to(x.dtype)
+            return kept[0, :n].clone()
         return x.new_zeros((n, self.num_output))
+
+    def _keep(self, name, state):
+        kept = getattr(self, name + "_kept")
+        if kept.shape == state.shape:
+            kept.copy_(state)
+        else:
+            setattr(self, name + "_kept", state)
 
 
 class CaffeRNN(CaffeRecurrent):
@@ -92,8 +103,8 @@ class CaffeRNN(CaffeRecurrent):
     states = ("h",)
     x_blobs = ("W_xh", "b_h", "W_xh_static")
 
-    def __init__(self, input_features, num_output, static_features, expose_hidden, layer=None):
-        super().__init__(input_features, num_output, static_features, expose_hidden, layer)
+    def __init__(self, input_features, num_output, static_features, expose_hidden, streams, layer=None):
+        super().__init__(input_features, num_output, static_features, expose_hidden, streams, layer)
         self.W_hh = self.blob(1, num_output)
         self.W_ho = self.blob(1, num_output)
         self.b_o = self.blob(1, None)
@@ -115,8 +126,8 @@ class CaffeLSTM(CaffeRecurrent):
     gates = 4
     x_blobs = ("W_xc", "b_c", "W_xc_static")
 
-    def __init__(self, input_features, num_output, static_features, expose_hidden, layer=None):
-        super().__init__(input_features, num_output, static_features, expose_hidden, layer)
+    def __init__(self, input_features, num_output, static_features, expose_hidden, streams, layer=None):
+        super().__init__(input_features, num_output, static_features, expose_hidden, streams, layer)
         self.W_hc = self.blob(4, num_output)
 
     def run(self, inputs, cont, static, initial):
