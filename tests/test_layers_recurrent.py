@@ -319,3 +319,28 @@ def test_an_in_place_relu_after_it_leaves_its_gradients_alone(kind):
         (torch.relu(y) if len(grads) else y).sum().backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_a_solver_trains_an_lstm_and_snapshots_its_blobs(tmp_path, monkeypatch):
+    from netdef.training.feed import ArrayFeed
+    from netdef.training.solver import Solver
+    from compiler.frontends.caffemodel import read_caffemodel
+    monkeypatch.chdir(tmp_path)
+    filler = 'weight_filler { type: "uniform" min: -0.3 max: 0.3 }'
+    (tmp_path / "net.prototxt").write_text(
+        inputs(x=(T, N, 3), cont=(T, N), target=(T, N, 2)) +
+        layer("rec", "LSTM", ["x", "cont"], "recurrent_param { num_output: %d %s }" % (H, filler), tops=["h"]) +
+        layer("out", "InnerProduct", ["h"], "inner_product_param { num_output: 2 axis: 2 %s }" % filler) +
+        layer("loss", "EuclideanLoss", ["out", "target"]))
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.5\nlr_policy: "fixed"\n'
+                                              'max_iter: 30\nsnapshot_prefix: "snap"\nrandom_seed: 1\n')
+    repeat = 30
+    # One batch, over and over (the state carries over from pass to pass where cont_0 is 1).
+    feed = {name: np.repeat(a[None], repeat, 0) for name, a in
+            (("x", randn(T, N, 3)), ("cont", CONT), ("target", np.tanh(randn(T, N, 2, seed=3))))}
+    solver = Solver("solver.prototxt", feed=ArrayFeed(feed))
+    losses = solver.step(repeat)
+    assert losses[-1] < 0.6 * losses[0]
+    solver.snapshot()
+    blobs = {fl.name: fl.blobs for fl in read_caffemodel(next(tmp_path.glob("snap*.caffemodel")))}
+    assert [b.shape for b in blobs["rec"]] == [(4 * H, 3), (4 * H,), (4 * H, H)]

@@ -37,6 +37,10 @@ not cross passes. With expose_hidden the states come from the bottoms and go to 
 tops instead; like Caffe, the layer sends no gradient to h0/c0 and takes none from hT/cT
 (it shares only their data with its unrolled net).
 
+A pass may have another batch N than the net was shaped with, as in Caffe, and also
+another T (Caffe's unrolled net is fixed at T and refuses one); D and S are fixed by the
+weights, and an x or x_static of another size is an error naming the layer.
+
 recurrent_param.debug_info only makes Caffe log the unrolled net's blobs; netdef has no
 unrolled net and ignores it.
 """
