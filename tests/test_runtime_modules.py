@@ -2,7 +2,7 @@
 constructor_args() and its state_dict, a compiled module survives torch.save / torch.load,
 and an SSD net exports to ONNX up to its DetectionOutput, which refuses export by name.
 
-Three small nets together use every runtime module class of compiler/runtime (a test
+Four small nets together use every runtime module class of compiler/runtime (a test
 checks that, so a new class must join them).
 """
 import copy
@@ -109,6 +109,13 @@ LOSSES = inputs(x=(4, 5), label=(4,), target=(4, 5), similar=(4,), infogain=(5, 
     layer("parameter", "Parameter", [], "parameter_param { shape { dim: 2 dim: 5 } }"),
 ])
 
+# Recurrent layers: an RNN with a static input, an LSTM with exposed states.
+SEQUENCE = inputs(x=(3, 2, 4), cont=(3, 2), xs=(2, 3), h0=(1, 2, 5), c0=(1, 2, 5)) + "".join([
+    layer("rnn", "RNN", ["x", "cont", "xs"], "recurrent_param { num_output: 4 }"),
+    layer("lstm", "LSTM", ["rnn", "cont", "h0", "c0"], "recurrent_param { num_output: 5 expose_hidden: true }",
+          tops=["lstm", "hT", "cT"]),
+])
+
 
 def feeds(name):
     g = torch.Generator().manual_seed(1)
@@ -116,6 +123,10 @@ def feeds(name):
         return {"x": torch.randn(4, 5, generator=g), "label": torch.tensor([0.0, 2, 4, 1]),
                 "target": torch.rand(4, 5, generator=g), "similar": torch.tensor([1.0, 0, 0, 1]),
                 "infogain": torch.rand(5, 5, generator=g)}
+    if name == "SEQUENCE":
+        return {"x": torch.randn(3, 2, 4, generator=g), "cont": torch.tensor([[0.0, 0], [1, 0], [1, 1]]),
+                "xs": torch.randn(2, 3, generator=g), "h0": torch.randn(1, 2, 5, generator=g),
+                "c0": torch.randn(1, 2, 5, generator=g)}
     return {"data": torch.randn((2, 3, 8, 8) if name == "VISION" else (1, 3, 12, 12), generator=g)}
 
 
@@ -147,16 +158,17 @@ def is_plain(value):
 
 
 def runtime_classes():
-    """Every nn.Module class defined in compiler/runtime."""
+    """Every nn.Module class defined in compiler/runtime, but for the bases of others
+    (CaffeRecurrent), which are used through them."""
     found = set()
     for info in pkgutil.iter_modules(compiler.runtime.__path__):
         module = importlib.import_module("compiler.runtime." + info.name)
         found |= {c for c in vars(module).values() if isinstance(c, type) and issubclass(c, nn.Module)
                   and c.__module__ == module.__name__}
-    return found
+    return {c for c in found if not any(c in other.__bases__ for other in found)}
 
 
-NETS = ["VISION", "SSD", "LOSSES"]
+NETS = ["VISION", "SSD", "LOSSES", "SEQUENCE"]
 
 
 @pytest.mark.parametrize("name", NETS)
