@@ -64,6 +64,18 @@ class LossLayer(LayerDef):
         return p.ignore_label if p.HasField("ignore_label") else None
 
 
+def class_axis(data, label, axis, what):
+    """The canonical class axis of `data` for a loss that reads one label per position of
+    the other axes (Caffe's outer_num_ x inner_num_ = label count check)."""
+    axis = canonical_axis(axis, len(data))
+    outer, inner = prod(data[:axis]), prod(data[axis + 1:])
+    if outer * inner != prod(label):
+        raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
+                         "the label needs one value per position of the %s axis %d: %d "
+                         "values, integers in 0..%d" % (what, axis, outer * inner, data[axis] - 1))
+    return axis
+
+
 class SoftmaxWithLoss(LossLayer):
     """-log softmax(x)[label] summed over the positions not ignored, divided as
     `normalization` says (default VALID). A second top gives the softmax itself (BVLC
@@ -76,13 +88,7 @@ class SoftmaxWithLoss(LossLayer):
     def axis(self, layer, shapes):
         self.check(layer, shapes)
         data, label = shapes
-        axis = canonical_axis(layer.param.softmax_param.axis, len(data))
-        outer, inner = prod(data[:axis]), prod(data[axis + 1:])
-        if outer * inner != prod(label):
-            raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
-                             "the label needs one value per position of the softmax axis %d: %d "
-                             "values, integers in 0..%d" % (axis, outer * inner, data[axis] - 1))
-        return axis
+        return class_axis(data, label, layer.param.softmax_param.axis, "softmax")
 
     def shape(self, layer, shapes):
         self.axis(layer, shapes)
@@ -231,12 +237,7 @@ class InfogainLoss(LossLayer):
             raise ShapeError("InfogainLoss refuses loss_param.normalize (deprecated, as Caffe says)",
                              "write normalization: VALID for normalize: true, BATCH_SIZE for false")
         data, label = shapes[:2]
-        axis = canonical_axis(layer.param.infogain_loss_param.axis, len(data))
-        outer, inner = prod(data[:axis]), prod(data[axis + 1:])
-        if outer * inner != prod(label):
-            raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
-                             "the label needs one value per position of the infogain axis %d: %d "
-                             "values, integers in 0..%d" % (axis, outer * inner, data[axis] - 1))
+        axis = class_axis(data, label, layer.param.infogain_loss_param.axis, "infogain")
         classes = data[axis]
         if len(shapes) == 3 and prod(shapes[2]) != classes * classes:
             raise ShapeError("the infogain matrix (bottom 3) has %d values; the %d classes of axis %d "
