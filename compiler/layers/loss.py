@@ -65,8 +65,9 @@ class LossLayer(LayerDef):
 
 
 def class_axis(data, label, axis, what):
-    """The canonical class axis of `data` for a loss that reads one label per position of
-    the other axes (Caffe's outer_num_ x inner_num_ = label count check)."""
+    """The canonical class axis of `data` for a layer that reads one label per position of
+    the other axes (a softmax loss, InfogainLoss, Accuracy: Caffe's check that outer_num_ x
+    inner_num_ is the label count)."""
     axis = canonical_axis(axis, len(data))
     outer, inner = prod(data[:axis]), prod(data[axis + 1:])
     if outer * inner != prod(label):
@@ -302,13 +303,7 @@ class Accuracy(LayerDef):
         if p.top_k > prod(data) // prod(label):
             raise ShapeError("top_k %d is more than the %d classes" % (p.top_k, prod(data) // prod(label)),
                              "use a top_k of at most %d" % (prod(data) // prod(label)))
-        axis = canonical_axis(p.axis, len(data))
-        outer, inner = prod(data[:axis]), prod(data[axis + 1:])
-        if outer * inner != prod(label):
-            raise ShapeError("%d labels for %d predictions" % (prod(label), outer * inner),
-                             "the label needs one value per position of axis %d: %d values"
-                             % (axis, outer * inner))
-        return axis
+        return class_axis(data, label, p.axis, "accuracy")
 
     def shape(self, layer, shapes):
         axis = self.axis(layer, shapes)
