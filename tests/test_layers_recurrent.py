@@ -1,4 +1,4 @@
-"""RNN and LSTM (compiler/layers/recurrent.py) against Caffe's equations computed here in
+"""RNN, LSTM and LSTMUnit (compiler/layers/recurrent.py) against Caffe's equations computed here in
 float64 numpy, step by step and stream by stream (rnn_layer.cpp's and lstm_layer.cpp's
 unrolled nets, lstm_unit_layer.cpp), independently of the modules: cont resets, x_static,
 expose_hidden, the state kept between passes, the blobs in Caffe's order and shapes
@@ -48,6 +48,17 @@ def rnn_reference(x, cont, blobs, static=None, h0=None):
     return out, h_last
 
 
+def lstm_unit_reference(c_prev, gates, cont):
+    """lstm_unit_layer.cpp's Forward_cpu: gates i', f', o', g' along the last axis, f = 0
+    where cont is 0, else cont sigmoid(f'); (c, h)."""
+    h_dim = c_prev.shape[-1]
+    i, f, o, g = (gates[..., k * h_dim:(k + 1) * h_dim] for k in range(4))
+    cont = np.asarray(cont, np.float64)[..., None]
+    f = np.where(cont == 0, 0, cont * sigmoid(f))
+    c = f * c_prev + sigmoid(i) * np.tanh(g)
+    return c, sigmoid(o) * np.tanh(c)
+
+
 def lstm_reference(x, cont, blobs, static=None, h0=None, c0=None):
     """lstm_layer.cpp's unrolled net and LSTMUnit for each stream, gates i, f, o, g."""
     blobs = [b.astype(np.float64) for b in blobs]
@@ -64,9 +75,7 @@ def lstm_reference(x, cont, blobs, static=None, h0=None, c0=None):
             gate = w_hc @ (cont[t, s] * h) + w_xc @ x[t, s].ravel() + b_c
             if static is not None:
                 gate = gate + w_s @ static[s].ravel()
-            i, f, o, g = (gate[k * h_dim:(k + 1) * h_dim] for k in range(4))
-            c = cont[t, s] * sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-            h = sigmoid(o) * np.tanh(c)
+            c, h = lstm_unit_reference(c, gate, cont[t, s])
             out[t, s] = h
         last[:, s] = h, c
     return out, last[:1], last[1:]
@@ -344,3 +353,78 @@ def test_a_solver_trains_an_lstm_and_snapshots_its_blobs(tmp_path, monkeypatch):
     solver.snapshot()
     blobs = {fl.name: fl.blobs for fl in read_caffemodel(next(tmp_path.glob("snap*.caffemodel")))}
     assert [b.shape for b in blobs["rec"]] == [(4 * H, 3), (4 * H,), (4 * H, H)]
+
+
+UNIT = inputs(c_prev=(1, N, H), gates=(1, N, 4 * H), cont=(1, N)) + \
+    layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], tops=["c", "h"])
+
+
+def test_lstm_unit_is_caffes_step_and_cont_gets_no_gradient():
+    c_prev, gates = randn(1, N, H), randn(1, N, 4 * H, seed=1) * 2
+    # A sequence start, a running stream, and a cont Caffe scales the forget gate by.
+    cont = np.array([[0, 1, 0.5]], np.float32)
+    gm = compile_text(UNIT)
+    feed = dict(c_prev=torch.from_numpy(c_prev).requires_grad_(), gates=torch.from_numpy(gates).requires_grad_(),
+                cont=torch.from_numpy(cont).requires_grad_())
+    out = gm(**feed)
+    want = lstm_unit_reference(c_prev.astype(np.float64), gates.astype(np.float64), cont)
+    for key, expected in zip(("c", "h"), want):
+        np.testing.assert_allclose(out[key].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # cont 0 forgets c_prev: c is i g alone.
+    np.testing.assert_allclose(want[0][0, 0], lstm_unit_reference(np.zeros(H), gates[0, 0].astype(np.float64), 1)[0])
+    (out["c"].sum() + out["h"].sum()).backward()
+    assert feed["cont"].grad is None
+    assert feed["c_prev"].grad[0, 0].abs().sum() == 0 and feed["c_prev"].grad[0, 1].abs().sum() > 0
+
+    def step(c_prev, gates):
+        return gm.unit(c_prev, gates, torch.from_numpy(cont).double())
+    assert torch.autograd.gradcheck(step, (torch.from_numpy(c_prev).double().requires_grad_(),
+                                           torch.from_numpy(gates).double().requires_grad_()))
+
+
+def test_lstm_is_lstm_units_unrolled():
+    """Caffe's LSTM is its unrolled net of InnerProducts and LSTMUnits: the same net
+    written with LSTMUnit layers gives the LSTM's output, and the modules share one step."""
+    blobs = blob_arrays(lstm_shapes(3))
+    x = torch.from_numpy(randn(2, N, 3))
+    cont = torch.from_numpy(CONT[:2])
+    with torch.no_grad():
+        want = compile_text(net_text("LSTM", (2, N, 3)), {"rec": blobs})(x=x, cont=cont)["y"]
+        w_xc, b_c, w_hc = (torch.from_numpy(b) for b in blobs)
+        unit = compile_text(UNIT).unit
+        h = c = torch.zeros(1, N, H)
+        for t in range(2):
+            gates = (h * cont[t, :, None]) @ w_hc.T + x[t:t + 1] @ w_xc.T + b_c
+            c, h = unit(c, gates, cont[t:t + 1])
+            torch.testing.assert_close(h[0], want[t])
+
+
+@pytest.mark.parametrize("shapes, words", [
+    (dict(c_prev=(N, H), gates=(1, N, 4 * H), cont=(1, N)), "c_prev must have 3 axes"),
+    (dict(c_prev=(1, N, H), gates=(1, N, 4 * H), cont=(1, N, 1)), "cont must have 2 axes"),
+    (dict(c_prev=(2, N, H), gates=(2, N, 4 * H), cont=(2, N)), "c_prev must start with 1 x streams"),
+    (dict(c_prev=(1, N, H), gates=(1, N + 1, 4 * H), cont=(1, N)), "gates must start with 1 x streams"),
+    (dict(c_prev=(1, N, H), gates=(1, N, 4 * H), cont=(1, N + 1)), "cont must start with 1 x streams"),
+    (dict(c_prev=(1, N, H), gates=(1, N, 3 * H), cont=(1, N)), "gates must be 4 x 5 wide"),
+])
+def test_lstm_units_checks_are_located_errors(shapes, words):
+    e = refused(inputs(**shapes) + layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], tops=["c", "h"]))
+    assert words in e.message and e.layer == "unit"
+
+
+def test_lstm_unit_is_summarised_drawn_converted_and_called_by_name():
+    rows, _ = summarize(parse_text(UNIT))
+    row = next(r for r in rows if r["name"] == "unit")
+    assert row["params"] == 0 and row["macs"] == 0
+    box = next(n for n in draw.build_view(parse_text(UNIT))["nodes"] if n["name"] == "unit")
+    assert box["params"] == 0
+    proto, blocks, lines = parse_net_text(UNIT, "t.prototxt")
+    params = [l.param for l in upgrade_layers(proto, blocks, "t.prototxt", lines)]
+    written = dsl_writer.to_dsl("t", params)
+    assert "lstm_unit(c_prev, gates, cont)" in written
+    assert list(dsl.load_proto("t.net", text=written).layer) == params
+    text = "net N {\n    input c: 1x2x3\n    input g: 1x2x12\n    input k: 1x2\n" \
+           "    c1, h1 = lstm_unit(c, g, k)\n}\n"
+    built = next(l for l in dsl.load_proto("t.net", text=text).layer if l.type == "LSTMUnit")
+    assert (list(built.bottom), list(built.top)) == (["c", "g", "k"], ["c1", "h1"])
+

@@ -109,11 +109,14 @@ LOSSES = inputs(x=(4, 5), label=(4,), target=(4, 5), similar=(4,), infogain=(5, 
     layer("parameter", "Parameter", [], "parameter_param { shape { dim: 2 dim: 5 } }"),
 ])
 
-# Recurrent layers: an RNN with a static input, an LSTM with exposed states.
-SEQUENCE = inputs(x=(3, 2, 4), cont=(3, 2), xs=(2, 3), h0=(1, 2, 5), c0=(1, 2, 5)) + "".join([
+# Recurrent layers: an RNN with a static input, an LSTM with exposed states, a step of
+# LSTMUnit after them.
+SEQUENCE = inputs(x=(3, 2, 4), cont=(3, 2), xs=(2, 3), h0=(1, 2, 5), c0=(1, 2, 5), cont0=(1, 2)) + "".join([
     layer("rnn", "RNN", ["x", "cont", "xs"], "recurrent_param { num_output: 4 }"),
     layer("lstm", "LSTM", ["rnn", "cont", "h0", "c0"], "recurrent_param { num_output: 5 expose_hidden: true }",
           tops=["lstm", "hT", "cT"]),
+    layer("gates", "InnerProduct", ["hT"], "inner_product_param { num_output: 20 axis: 2 }"),
+    layer("unit", "LSTMUnit", ["cT", "gates", "cont0"], tops=["c1", "h1"]),
 ])
 
 
@@ -126,7 +129,7 @@ def feeds(name):
     if name == "SEQUENCE":
         return {"x": torch.randn(3, 2, 4, generator=g), "cont": torch.tensor([[0.0, 0], [1, 0], [1, 1]]),
                 "xs": torch.randn(2, 3, generator=g), "h0": torch.randn(1, 2, 5, generator=g),
-                "c0": torch.randn(1, 2, 5, generator=g)}
+                "c0": torch.randn(1, 2, 5, generator=g), "cont0": torch.tensor([[1.0, 0]])}
     return {"data": torch.randn((2, 3, 8, 8) if name == "VISION" else (1, 3, 12, 12), generator=g)}
 
 

@@ -1,5 +1,5 @@
 """RNN and LSTM: Caffe's recurrent layers (RecurrentLayer, rnn_layer.cpp, lstm_layer.cpp,
-lstm_unit_layer.cpp).
+lstm_unit_layer.cpp), and LSTMUnit, the step Caffe's LSTM unrolls into (below).
 
 Bottoms, in Caffe's order:
 - x (T x N x ...): T timesteps of N independent streams; the axes from 2 on are the
@@ -186,4 +186,45 @@ class LSTM(RecurrentDef):
         return 10 * t * n * h
 
 
-LAYERS = [RNN(), LSTM()]
+class LSTMUnit(LayerDef):
+    """Caffe's LSTMUnit (lstm_unit_layer.cpp), one step of the LSTM above, which a net can
+    also use by itself (Caffe's LSTM builds its unrolled net from them). Bottoms c_prev
+    (1 x N x D), gates (1 x N x 4D: i', f', o', g' in that order, each D wide), cont
+    (1 x N); tops c and h, shaped as c_prev:
+      i = sigmoid(i'), f = cont sigmoid(f'), o = sigmoid(o'), g = tanh(g')
+      c = f c_prev + i g,  h = o tanh(c)
+    (f is 0 where cont is 0: a sequence starts over.) No parameters, no blobs. c_prev and
+    the gates get gradients, cont none (Caffe refuses to backpropagate to it). Reshape's
+    CHECKs are the shape errors: c_prev and the gates have 3 axes, cont 2, all start with
+    1 x N, and the gates are 4 times as wide as c_prev."""
+    type = "LSTMUnit"
+    dsl_name = "lstm_unit"
+    bottoms = (3, 3)
+    tops = (2, 2)
+
+    def shape(self, layer, shapes):
+        c_prev, gates, cont = (tuple(s) for s in shapes)
+        for name, s, axes in (("c_prev", c_prev, 3), ("gates", gates, 3), ("cont", cont, 2)):
+            if len(s) != axes:
+                raise ShapeError("%s must have %d axes, got %s" % (name, axes, list(s)))
+        n = c_prev[1]
+        for name, s in (("c_prev", c_prev), ("gates", gates), ("cont", cont)):
+            if s[:2] != (1, n):
+                raise ShapeError("%s must start with 1 x streams, %s (c_prev's), got %s"
+                                 % (name, [1, n], list(s[:2])))
+        if gates[2] != 4 * c_prev[2]:
+            raise ShapeError("gates must be 4 x %d wide (i, f, o, g for c_prev's %d), got %d"
+                             % (c_prev[2], c_prev[2], gates[2]))
+        return [c_prev, c_prev]
+
+    def backward_values(self, layer, shapes, out_shapes):
+        """Autograd keeps the four gate activations, f, g, sigmoid(2 c) and tanh(c): 8
+        values per value of c (c_prev, which it reads too, is a bottom)."""
+        return 8 * prod(shapes[0])
+
+    def lower(self, layer, shapes):
+        from compiler.runtime.recurrent import CaffeLSTMUnit
+        return CaffeLSTMUnit()
+
+
+LAYERS = [RNN(), LSTM(), LSTMUnit()]

@@ -1,5 +1,6 @@
-"""The modules of RNN and LSTM (compiler/layers/recurrent.py, which states Caffe's
-equations): a loop over the timesteps, gradients by autograd."""
+"""The modules of RNN, LSTM and LSTMUnit (compiler/layers/recurrent.py, which states
+Caffe's equations): a loop over the timesteps, gradients by autograd. LSTM's steps and
+LSTMUnit are one function, lstm_step, as Caffe's LSTM unrolls into LSTMUnit layers."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,6 +13,19 @@ def caffe_tanh(x):
     """tanh as Caffe's LSTMUnit computes it, 2 sigmoid(2x) - 1 (lstm_unit_layer.cpp), so
     that its rounding near 0 is Caffe's; the RNN's TanH layers use tanh itself."""
     return 2 * torch.sigmoid(2 * x) - 1
+
+
+def lstm_step(gates, cont, c_prev):
+    """(c, h) of Caffe's LSTMUnit (lstm_unit_layer.cpp): `gates` holds i', f', o', g' in
+    that order along its last axis, `cont` (broadcast over that axis) scales the forget
+    gate, so that 0 resets c_prev at a sequence start:
+      c = cont sigmoid(f') c_prev + sigmoid(i') tanh(g'),  h = sigmoid(o') tanh(c).
+    Caffe writes f as 0 where cont is 0 rather than 0 * sigmoid(f'); the product is the
+    same 0 (and the same NaN for a non-finite c_prev), and so is its gradient. The caller
+    detaches cont: Caffe refuses to backpropagate to it."""
+    i, f, o, g = gates.chunk(4, dim=-1)
+    c = cont * torch.sigmoid(f) * c_prev + torch.sigmoid(i) * caffe_tanh(g)
+    return c, torch.sigmoid(o) * caffe_tanh(c)
 
 
 class CaffeRecurrent(nn.Module):
@@ -137,9 +151,16 @@ class CaffeLSTM(CaffeRecurrent):
             gates = F.linear(h * cont[t], self.W_hc) + inputs[t]
             if static is not None:
                 gates = gates + static
-            i, f, o, g = gates.chunk(4, dim=-1)
-            # LSTMUnit: the forget gate scaled by cont_t resets c_{t-1} at a sequence start.
-            c = cont[t] * torch.sigmoid(f) * c + torch.sigmoid(i) * caffe_tanh(g)
-            h = torch.sigmoid(o) * caffe_tanh(c)
+            c, h = lstm_step(gates, cont[t], c)
             hs.append(h)
         return torch.stack(hs), [h, c]
+
+
+
+class CaffeLSTMUnit(nn.Module):
+    """Caffe's LSTMUnit, one step of its LSTM: bottoms c_prev (1 x N x D), gates
+    (1 x N x 4D), cont (1 x N); tops c and h (1 x N x D). No blobs, no state."""
+
+    def forward(self, c_prev, gates, cont):
+        # Caffe refuses to backpropagate to the sequence indicators.
+        return lstm_step(gates, cont.detach().to(gates.dtype).unsqueeze(-1), c_prev)
