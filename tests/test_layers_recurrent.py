@@ -1,8 +1,9 @@
-"""RNN, LSTM and LSTMUnit (compiler/layers/recurrent.py) against Caffe's equations computed here in
-float64 numpy, step by step and stream by stream (rnn_layer.cpp's and lstm_layer.cpp's
-unrolled nets, lstm_unit_layer.cpp), independently of the modules: cont resets, x_static,
-expose_hidden, the state kept between passes, the blobs in Caffe's order and shapes
-through a .caffemodel, the checks, and summary, drawing and conversion."""
+"""RNN, LSTM and LSTMUnit (compiler/layers/recurrent.py) against Caffe's equations
+computed here in float64 numpy, step by step and stream by stream (rnn_layer.cpp's and
+lstm_layer.cpp's unrolled nets, lstm_unit_layer.cpp), independently of the modules: cont
+resets, x_static, expose_hidden, the state kept between passes, the blobs in Caffe's
+order and shapes through a .caffemodel, the checks, summary, drawing and conversion, and
+the state each process keeps under torchrun."""
 import numpy as np
 import pytest
 import torch
@@ -428,3 +429,55 @@ def test_lstm_unit_is_summarised_drawn_converted_and_called_by_name():
     built = next(l for l in dsl.load_proto("t.net", text=text).layer if l.type == "LSTMUnit")
     assert (list(built.bottom), list(built.top)) == (["c", "g", "k"], ["c1", "h1"])
 
+
+DDP_SCRIPT = '''
+import gc
+
+import torch
+from netdef.commands.train import _distributed
+from tests.nets import compile_text
+from tests.test_layers_recurrent import blob_arrays, lstm_shapes, net_text, randn
+
+rank, world, wrap = _distributed(torch.device("cpu"))
+text, blobs = net_text("LSTM", (2, 3, 4)), {"rec": blob_arrays(lstm_shapes(4))}
+x = [torch.from_numpy(randn(2, 3, 4, seed=10 * rank + k)) for k in range(2)]
+cont = torch.ones(2, 3)
+wrapped, alone = wrap(compile_text(text, blobs)), compile_text(text, blobs)
+for k in range(2):
+    got, want = wrapped(x=x[k], cont=cont)["y"], alone(x=x[k], cont=cont)["y"]
+    got.sum().backward()
+    torch.testing.assert_close(got, want)
+print("rank", rank, "carried its own state")
+# As train.py does: the wrapper's reference cycles hold the group, whose gloo threads
+# would otherwise outlive it and abort the process at exit.
+del wrapped
+gc.collect()
+torch.distributed.destroy_process_group()
+'''
+
+
+def test_under_torchrun_each_process_carries_its_own_state(tmp_path):
+    """Caffe's multi-GPU solver broadcasts the root's blobs, not the recurrent state: two
+    gloo processes fed different sequences each continue from their own previous pass
+    (DistributedDataParallel broadcasts rank 0's buffers before every forward but those the
+    module names per-process)."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "ddp_state.py").write_text(DDP_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(tmp_path / "ddp_state.py")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("carried its own state") == 2
+
+
+def test_only_the_recurrent_states_are_per_process_buffers():
+    from netdef.commands.train import per_process_buffers
+    gm = compile_text(inputs(x=(T, N, 3), cont=(T, N)) +
+                      layer("rec", "LSTM", ["x", "cont"], "recurrent_param { num_output: 4 }") +
+                      layer("rnn", "RNN", ["rec", "cont"], "recurrent_param { num_output: 4 }") +
+                      layer("bn", "BatchNorm", ["rnn"]))
+    assert sorted(per_process_buffers(gm)) == ["rec.c_kept", "rec.h_kept", "rnn.h_kept"]
+    # BatchNorm's statistics stay the root's, broadcast as Caffe's P2PSync does.
+    assert {"bn.mean", "bn.variance"} <= {name for name, _ in gm.named_buffers()}

@@ -38,7 +38,11 @@ compile and export like any module, and a code generator can write them out:
   argument named after a parameter or buffer (nn.Conv2d's `bias`) says whether the module
   has it; their tensors are their state_dict. `constructor_args(module)` reads these back,
   the same way for netdef's modules and torch.nn's: `type(m)(**constructor_args(m))`
-  followed by `load_state_dict(m.state_dict())` rebuilds `m`.
+  followed by `load_state_dict(m.state_dict())` rebuilds `m`;
+- a buffer that holds a process's own state rather than one the processes share (RNN's
+  and LSTM's carried states, each GPU's own in Caffe, where BatchNorm's statistics are
+  the root's) is named in the module's `per_process_buffers`; training under torchrun
+  keeps those out of the broadcast of rank 0's buffers.
 
 Caffe's registry (LayerRegistry / REGISTER_LAYER_CLASS) is the model: small and explicit.
 """

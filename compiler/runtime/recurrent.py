@@ -42,7 +42,11 @@ class CaffeRecurrent(nn.Module):
     that torch.export captures the update and an exported module carries the states from
     pass to pass too. A pass with fewer streams than the last starts from the first ones
     (Caffe reshapes the blob, keeping its front), one with more from zeros (Caffe
-    allocates the larger blob anew)."""
+    allocates the larger blob anew).
+
+    The kept states are each process's own (`per_process_buffers`): Caffe's multi-GPU
+    solver broadcasts the root's learnable blobs, not a layer's recurrent state, so
+    under torchrun every process carries on from its own previous pass."""
     states = ()                 # the recurrent blobs, in Caffe's order
     gates = 1                   # G = gates * num_output rows of the input transform
     x_blobs = ()                # the input transform's weight and bias, x_static's weight
@@ -59,6 +63,12 @@ class CaffeRecurrent(nn.Module):
         setattr(self, bias, self.blob(self.gates, None))
         if static_features is not None:
             setattr(self, static, self.blob(self.gates, static_features))
+
+    @property
+    def per_process_buffers(self):
+        """The buffers a multi-process trainer must not synchronise (train.py keeps them
+        out of DistributedDataParallel's broadcast of rank 0's buffers)."""
+        return tuple(name + "_kept" for name in self.states)
 
     def blob(self, gates, columns):
         """A zero blob of gates * num_output rows (a bias when `columns` is None)."""

@@ -176,5 +176,16 @@ def _distributed(device):
 
     def wrap(module):
         from torch.nn.parallel import DistributedDataParallel
+        # DDP broadcasts rank 0's buffers on every forward, as Caffe's P2PSync broadcasts the
+        # root's blobs (BatchNorm's statistics among them) every iteration; a layer's
+        # recurrent state is each GPU's own in Caffe, so those buffers stay out of it.
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, per_process_buffers(module))
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     return rank, world, wrap
+
+
+def per_process_buffers(module):
+    """The qualified names of the buffers that `module`'s submodules hold per process: those
+    each one names in its `per_process_buffers` (compiler/layers/base.py)."""
+    return [prefix + "." + name if prefix else name for prefix, m in module.named_modules()
+            for name in getattr(m, "per_process_buffers", ())]
