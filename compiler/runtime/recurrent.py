@@ -166,7 +166,6 @@ class CaffeLSTM(CaffeRecurrent):
         return torch.stack(hs), [h, c]
 
 
-
 class CaffeLSTMUnit(nn.Module):
     """Caffe's LSTMUnit, one step of its LSTM: bottoms c_prev (1 x N x D), gates
     (1 x N x 4D), cont (1 x N); tops c and h (1 x N x D). No blobs, no state."""
