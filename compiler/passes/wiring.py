@@ -27,14 +27,7 @@ def wire(net):
     first_reader = {}  # SSA id -> name of the first layer that reads it
     automatic = {}    # anonymous tops (auto_top): Caffe name -> SSA id, readable by no layer
     net.blobs, net.latest, net.blob_order = {}, {}, []
-    writers = {}      # Caffe name -> first layer that writes it (for hints)
-    for layer in net.layers:
-        for t in layer.param.top:
-            writers.setdefault(t, layer.name)
-    excluded = {}     # Caffe name -> a layer that writes it but the phase filter dropped
-    for layer in net.excluded_layers:
-        for t in layer.param.top:
-            excluded.setdefault(t, layer.name)
+    unknown_bottom_hint = _UnknownBottomHints(net)
 
     def fail(layer, message, hint=None):
         errors.append(NetdefError(layer.file or net.file, layer.line, layer.name, message, hint))
@@ -49,18 +42,7 @@ def wire(net):
         bottoms, tops = [], []
         for b in bottom_names:
             if b not in current:
-                close = difflib.get_close_matches(b, list(current), n=1, cutoff=0.75)
-                if b in writers:
-                    hint = ("'%s' is written later, by layer '%s': layers run in file order, so "
-                            "this is a cycle or a misplaced layer" % (b, writers[b]))
-                elif close:
-                    hint = "did you mean '%s'?" % close[0]
-                elif b in excluded:
-                    hint = ("'%s' is written only by layer '%s', which the %s phase excludes "
-                            "(its include/exclude rules)" % (b, excluded[b], net.phase))
-                else:
-                    hint = "no layer has top '%s'" % b
-                fail(layer, "unknown bottom blob '%s'" % b, hint)
+                fail(layer, "unknown bottom blob '%s'" % b, unknown_bottom_hint(b, current))
                 # A shapeless stand-in, so that this layer's tops still exist: the layers
                 # below report their own problems instead of a cascade of unknown bottoms,
                 # and the shapes pass skips everything that depends on it.
@@ -115,3 +97,37 @@ def wire(net):
     if errors:
         raise NetdefErrors(errors)
     return net
+
+
+
+def _writers(layers):
+    """{blob name: the first of `layers` that writes it}."""
+    writers = {}
+    for layer in layers:
+        for t in layer.param.top:
+            writers.setdefault(t, layer.name)
+    return writers
+
+
+class _UnknownBottomHints:
+    """Why no value of a blob exists yet, as a hint. The maps of which layer writes what
+    are made at the first unknown bottom, once: a valid net never needs them, and a net
+    full of unknown bottoms still costs one scan."""
+
+    def __init__(self, net):
+        self.net = net
+        self.writers = self.excluded = None
+
+    def __call__(self, name, current):
+        if self.writers is None:
+            self.writers, self.excluded = _writers(self.net.layers), _writers(self.net.excluded_layers)
+        if name in self.writers:
+            return ("'%s' is written later, by layer '%s': layers run in file order, so this is "
+                    "a cycle or a misplaced layer" % (name, self.writers[name]))
+        close = difflib.get_close_matches(name, list(current), n=1, cutoff=0.75)
+        if close:
+            return "did you mean '%s'?" % close[0]
+        if name in self.excluded:
+            return ("'%s' is written only by layer '%s', which the %s phase excludes (its "
+                    "include/exclude rules)" % (name, self.excluded[name], self.net.phase))
+        return "no layer has top '%s'" % name
