@@ -208,9 +208,11 @@ def test_schema_keeps_caffes_field_numbers():
 
 def test_any_caffe_name_compiles_and_keeps_its_name(tmp_path):
     """Caffe accepts any layer or blob name: keywords, nn.Module attributes, Unicode that is
-    no identifier. Submodules get safe names; outputs, weights and the record keep Caffe's."""
+    no identifier, and the attributes a module instance holds (`training`, `_modules`).
+    Submodules get safe names; outputs, weights and the record keep Caffe's."""
     from tests.nets import parse_text
-    names = ["class", "lambda", "eval", "train", "to", "type", "float", "x²", "meta"]
+    names = ["class", "lambda", "eval", "train", "to", "type", "float", "x²", "training", "_modules",
+             "_parameters", "shape_env", "meta"]
     text = 'name: "n"\nlayer { name: "in" type: "Input" top: "input.1" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }\n'
     prev = "input.1"
     for n in names:
@@ -221,6 +223,7 @@ def test_any_caffe_name_compiles_and_keeps_its_name(tmp_path):
     model = netdef.compile_net(net, weights)
     assert sorted(netdef.record(model).layer_names.values()) == sorted(names)
     assert model.train is not None and callable(model.eval) and model.eval() is model
+    assert model.training is False and isinstance(model._modules, dict)
     out = model(torch.ones(1, 2, 3, 3))
     assert list(out) == ["meta"] and torch.allclose(out["meta"], torch.ones(1, 2, 3, 3))
     netdef.export(model, tmp_path / "w.caffemodel", tmp_path / "n.prototxt")

@@ -30,9 +30,11 @@ from compiler.runtime.normalization import batch_norm_scale
 
 
 # Names a submodule or argument may not take: Python's keywords and everything an
-# nn.Module or a GraphModule already has (a layer named `eval`, `to` or `train` would
-# replace the method). Caffe accepts any name; these get a suffix.
-RESERVED = frozenset(keyword.kwlist) | frozenset(dir(fx.GraphModule)) | {"graph", "code", "meta"}
+# nn.Module or a GraphModule already has, its class's methods (a layer named `eval`, `to`
+# or `train` would replace the method) and the attributes each instance sets (`training`,
+# `_modules`: add_module refuses them). Caffe accepts any name; these get a suffix.
+RESERVED = (frozenset(keyword.kwlist) | frozenset(dir(fx.GraphModule))
+            | frozenset(vars(fx.GraphModule(nn.Module(), fx.Graph()))) | {"graph", "code", "meta"})
 
 
 def python_name(name, taken):
