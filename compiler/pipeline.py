@@ -31,7 +31,7 @@ def read(source, name=None):
         raise NetdefError(str(path), None, None, "a net name (%s) chooses a net of a .net file; "
                           "this file holds one net" % name)
     if path.suffix == saved.SUFFIX:
-        text, _ = saved.read_saved(path)
+        text, _ = saved.read_saved(path, weights=False)
         return prototxt.load_net(path, text=text)
     if path.suffix == ".net":
         # Imported here: the netdef language's parser (lark) is not loaded for prototxt files.

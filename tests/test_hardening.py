@@ -140,6 +140,26 @@ def test_a_netdef_zip_bomb_is_refused_from_its_declared_sizes(tmp_path, monkeypa
     assert "declare 64.0 MiB, over the 16.0 MiB memory budget" in str(e.value)
 
 
+def test_reading_a_saved_net_leaves_its_weights_entry_unread(tmp_path, monkeypatch, capsys):
+    """Checking, summarising or converting a .netdef reads its net: a weights entry of any
+    size (here over the budget) is inflated only when its weights are loaded."""
+    import zipfile
+    from compiler import pipeline
+    from compiler.frontends import saved
+    from compiler.frontends.weights import read_weights
+    big = tmp_path / "big.netdef"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(saved.NET_ENTRY, FC_NET)
+        z.writestr(saved.WEIGHTS_ENTRY, bytes(64 << 20))
+    monkeypatch.setenv("NETDEF_MAX_MEMORY", "16M")
+    assert [l.name for l in pipeline.read(big).layers] == ["data", "fc"]
+    code, out, err = run_cli(["convert", big], capsys)
+    assert code == 0 and 'net "fc"' in out
+    with pytest.raises(NetdefError) as e:
+        read_weights(big)
+    assert "over the 16.0 MiB memory budget" in str(e.value)
+
+
 def test_a_zip_entry_larger_than_its_header_says_is_not_inflated_past_it(saved_net):
     from compiler.frontends import saved
     # Shrink the declared size of the weights entry in its central header: the reader

@@ -28,9 +28,11 @@ METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 CHUNK = 1 << 20
 
 
-def read_saved(path, max_memory=None):
+def read_saved(path, max_memory=None, weights=True):
     """-> (prototxt text, [LayerBlobs]). Entries larger than `max_memory` bytes (see
-    accounting.memory_budget) together are refused before they are read."""
+    accounting.memory_budget) together are refused before they are read. weights=False
+    reads the net alone and gives None for its blobs: reading, checking, drawing or
+    converting the net does not inflate and parse a weights entry of any size."""
     shown = str(path)
     regular_file(path, "saved net")
 
@@ -40,7 +42,7 @@ def read_saved(path, max_memory=None):
     try:
         with zipfile.ZipFile(path) as z:
             infos = {}
-            for name in (FORMAT_ENTRY, NET_ENTRY, WEIGHTS_ENTRY):
+            for name in (FORMAT_ENTRY, NET_ENTRY) + ((WEIGHTS_ENTRY,) if weights else ()):
                 try:
                     infos[name] = z.getinfo(name)
                 except KeyError:
@@ -69,6 +71,8 @@ def read_saved(path, max_memory=None):
     except UnicodeDecodeError as e:
         fail("a text entry is not UTF-8 (%s)" % e.reason)
     check_format(stamp, FORMAT_KIND, FORMAT_VERSION, shown)
+    if not weights:
+        return text, None
     # Imported here: the pipeline imports this module to read any net, and the weights'
     # parser loads numpy, which reading a prototxt does not need.
     from compiler.frontends import caffemodel

@@ -97,7 +97,7 @@ def convert(path, net=None, target=None):
     text = None
     if suffix == SAVED_SUFFIX:
         from compiler.frontends.saved import read_saved
-        text, _ = read_saved(path)
+        text, _ = read_saved(path, weights=False)
     if target == "prototxt":
         return prototxt_to_prototxt(path, text)
     return prototxt_to_net(path, text)
