@@ -9,6 +9,7 @@ import errno
 import importlib
 import os
 import sys
+import unicodedata
 import warnings
 
 from compiler.errors import NetdefError, NetdefWarning
@@ -47,7 +48,7 @@ def main(argv=None):
         if args.debug:
             raise
         for error in getattr(e, "errors", [e]):
-            print("error: %s" % error, file=sys.stderr)
+            print("error: %s" % printable(str(error)), file=sys.stderr)
         return 1
     except BrokenPipeError:
         # `netdef summary NET | head`: the reader has gone, which is not an error of ours.
@@ -60,6 +61,14 @@ def main(argv=None):
         # Standard output on a full or failing device (`> /dev/full`): one line, no traceback.
         print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
         return 1
+
+
+def printable(text):
+    """`text` with each control or format character but newline and tab written as a Python
+    escape (\\x1b, \\u202e): messages quote the names of the user's files, and Caffe allows
+    any name, so a name must not move the cursor, retitle the terminal or reverse text."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else
+                   ascii(c)[1:-1] for c in text)
 
 
 def console():
@@ -80,7 +89,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     """netdef's own warnings are about the user's files: one line on stderr, no source
     location of netdef's; others (a library's) as Python shows them."""
     if issubclass(category, NetdefWarning):
-        print("warning: %s" % message, file=sys.stderr)
+        print("warning: %s" % printable(str(message)), file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 

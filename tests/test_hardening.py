@@ -380,3 +380,13 @@ def test_a_dot_that_prints_nothing_is_a_clear_error(tmp_path, capsys, monkeypatc
         assert code == 1 and "printed nothing" in err and "Traceback" not in err, err
         assert not (tmp_path / ("n." + suffix)).exists()
 
+
+
+def test_control_characters_in_names_are_printed_escaped(tmp_path, capsys):
+    """A layer or blob name may hold anything; the terminal must not obey it."""
+    path = write(tmp_path, "ctl.prototxt", 'layer { name: "\\033[2Jx" type: "ReLU" bottom: "\\033]0;t\\007" top: "y" }\n'
+                 'layer { name: "\\033[2Jx" type: "ReLU" bottom: "y" top: "z" }\n')
+    code, out, err = run_cli(["check", path], capsys)
+    assert code == 1 and "layer '\\x1b[2Jx': unknown bottom blob '\\x1b]0;t\\x07'" in err
+    assert "warning: %s: 2 layers named '\\x1b[2Jx'" % path in err
+    assert not any(c in err for c in "\x1b\x07")
