@@ -481,3 +481,24 @@ def test_export_of_a_module_moved_to_float64_writes_float32(tmp_path):
     gm = netdef.compile_net(net, arrays()).to(torch.float64)
     netdef.export(gm, tmp_path / "w.caffemodel")
     assert_same_bytes(file_blobs(tmp_path / "w.caffemodel"), arrays())
+
+
+def test_a_later_layer_of_a_repeated_name_is_reported_as_keeping_its_fillers():
+    """Caffe copies a file's layer into the net's first layer of its name; a later one of
+    that name keeps its fillers whatever the file holds, and the report says so. A file
+    matching nothing is an error even when the only weighted layer is such a later one."""
+    from compiler.ir import LayerBlobs
+    from compiler.passes.weights import match_weights
+    text = inputs(data=(1, 4)) + layer("x", "ReLU", ["data"], tops=["r"]) + \
+        layer("x", "InnerProduct", ["r"], "inner_product_param { num_output: 2 }", tops=["ip"])
+    with pytest.warns(NetdefWarning, match="2 layers named 'x'"):
+        net = parse_text(text)
+    with pytest.raises(netdef.NetdefError, match="fills no layer of the net"):
+        match_weights(net, [LayerBlobs("zzz", "InnerProduct", [np.zeros((2, 4), np.float32)], [False])], "w")
+    with pytest.warns(NetdefWarning):
+        net = parse_text(text + layer("y", "InnerProduct", ["ip"], "inner_product_param { num_output: 2 "
+                                                                    "bias_term: false }"))
+    _, report = match_weights(net, [LayerBlobs("y", "InnerProduct", [np.zeros((2, 2), np.float32)], [False])], "w")
+    assert report.loaded == ("y",) and report.kept_fillers == ("x#2",)
+    problem, = report.problems(net)
+    assert (problem.layer, problem.line) == ("x", 3) and "weights load into the first one" in problem.message

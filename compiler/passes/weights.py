@@ -48,6 +48,7 @@ class WeightsReport:
     file: str            # the weights file; None for arrays given in Python
     loaded: tuple        # layers of the net whose blobs came from the file, in net order
     kept_fillers: tuple  # layers of the net with blobs that the file lacks: filler values
+    #                      (a later layer of a name the net repeats: its Layer.key, "loss#2")
     ignored: tuple       # layers of the file with blobs that the net lacks, in file order
     renamed: tuple       # (file layer, net layer): ignored and unfilled with the same blob shapes
 
@@ -73,12 +74,18 @@ class WeightsReport:
         source = self.file or "the weights dict"
         rename_of = dict((n, f) for f, n in self.renamed)
         rename_to = dict(self.renamed)
-        by_name = _first_by_name(net)
         out = []
-        for name in self.kept_fillers:
-            layer = by_name[name]
-            renamed = ("; the file's %s has its shapes: fine-tuning?" % rename_of[name]) if name in rename_of else ""
-            out.append(NetdefError(layer.file or net.file, layer.line, name,
+        for key in self.kept_fillers:
+            layer = net.layer(key)
+            if key != layer.name:
+                out.append(NetdefError(layer.file or net.file, layer.line, layer.name,
+                                       "a later layer of the name %s: weights load into the first "
+                                       "one, so this one keeps its fillers" % layer.name,
+                                       "Caffe does the same; give it a name of its own to load weights "
+                                       "into it"))
+                continue
+            renamed = ("; the file's %s has its shapes: fine-tuning?" % rename_of[key]) if key in rename_of else ""
+            out.append(NetdefError(layer.file or net.file, layer.line, key,
                                    "%s has no weights for this layer%s" % (source, renamed),
                                    "Caffe keeps its filler values; load without strict to do the same"))
         for name in self.ignored:
@@ -131,11 +138,15 @@ def match_weights(net, file_layers, file=None, strict=False, max_memory=None):
                                   "to learn this layer from scratch instead, rename it (Caffe's advice)")
         if str(problem) not in map(str, errors):
             errors.append(problem)
-    weighted = [name for name, want in wants.items() if want]
+    # Every layer with blobs, by key: a later layer of a repeated name is never filled (Caffe
+    # copies into the first), and says so among those that keep their fillers.
+    weighted = [layer.key for layer in net.layers
+                if (wants[layer.key] if layer.key in by_name else net_blob_shapes(net, layer))]
     loaded = tuple(n for n in weighted if n in filled)
     unfilled = [n for n in weighted if n not in filled and n not in misfits]
     report = WeightsReport(file, loaded, tuple(unfilled), tuple(ignored),
-                           _renamings(ignored, unfilled, file_layers, wants))
+                           # a later layer of a repeated name can take no file layer's weights
+                           _renamings(ignored, [n for n in unfilled if n in wants], file_layers, wants))
     if not errors and weighted and not loaded:
         errors.append(NetdefError(file, None, None, "%s fills no layer of the net: its layers with weights "
                                   "(%s) have none of the names of the net's (%s)"
