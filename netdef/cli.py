@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 an error in the user's input (one located message, no traceb
 unless --debug), 2 bad usage.
 """
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -12,6 +13,7 @@ import sys
 import unicodedata
 import warnings
 
+from compiler.accounting import MEMORY_ENV
 from compiler.errors import NetdefError, NetdefWarning
 from netdef.version import __version__
 
@@ -37,7 +39,7 @@ def main(argv=None):
     except SystemExit as e:
         return e.code
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _memory_budget(getattr(args, "max_memory", None)):
             warnings.simplefilter("always", NetdefWarning)
             warnings.showwarning = _show_warning
             return args.handler(args)
@@ -50,6 +52,13 @@ def main(argv=None):
         for error in getattr(e, "errors", [e]):
             print("error: %s" % printable(str(error)), file=sys.stderr)
         return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        # What the budget could not foresee (the machine holds less than it allows).
+        print("error: out of memory; lower --max-memory (or $%s) to what this machine holds, and "
+              "netdef refuses such inputs before reading them" % MEMORY_ENV, file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # `netdef summary NET | head`: the reader has gone, which is not an error of ours.
         # Point stdout at /dev/null so that the interpreter's final flush stays quiet.
@@ -61,6 +70,26 @@ def main(argv=None):
         # Standard output on a full or failing device (`> /dev/full`): one line, no traceback.
         print("error: cannot write the output: %s" % e.strerror, file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _memory_budget(size):
+    """--max-memory as $NETDEF_MAX_MEMORY while the command runs: one budget for everything
+    it reads, the net's blobs and the weights it loads (a .netdef's entries, the blobs a
+    caffemodel fills), which the library takes from the environment where no caller passes
+    a budget. Restored after, for callers of main() in one process (tests)."""
+    if size is None:
+        yield
+        return
+    previous = os.environ.get(MEMORY_ENV)
+    os.environ[MEMORY_ENV] = str(size)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[MEMORY_ENV]
+        else:
+            os.environ[MEMORY_ENV] = previous
 
 
 def printable(text):

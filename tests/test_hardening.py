@@ -1,6 +1,7 @@
 """Issue 9's hardening: Caffe's odd-but-legal nets (duplicate layer names), nets that
 compile to nothing or have too many axes, hostile archives, weights files and special
 files, shapes that do not fit an InnerProduct, format versions, and start-up cost."""
+import os
 import warnings
 
 import numpy as np
@@ -390,3 +391,29 @@ def test_control_characters_in_names_are_printed_escaped(tmp_path, capsys):
     assert code == 1 and "layer '\\x1b[2Jx': unknown bottom blob '\\x1b]0;t\\x07'" in err
     assert "warning: %s: 2 layers named '\\x1b[2Jx'" % path in err
     assert not any(c in err for c in "\x1b\x07")
+
+
+def test_max_memory_bounds_the_weights_a_saved_net_holds_too(tmp_path, capsys, monkeypatch):
+    """--max-memory is the budget of everything the command reads: a .netdef whose weights
+    entry declares more (here a layer of 4.8 MB the net does not even use) is refused
+    before it is inflated, as $NETDEF_MAX_MEMORY refuses it (it once used the default)."""
+    import zipfile
+    from compiler.backends.caffemodel import caffemodel_chunks
+    from compiler.frontends import saved
+    from tests.nets import inputs, layer, parse_text
+    monkeypatch.setenv("NETDEF_MAX_MEMORY", "16G")        # the default, whatever the shell says
+    tiny = inputs(data=(1, 4)) + layer("ip", "InnerProduct", ["data"], "inner_product_param { num_output: 2 }")
+    big = tiny + layer("extra", "InnerProduct", ["data"], "inner_product_param { num_output: 300000 }")
+    blobs = {"ip": [np.ones((2, 4), np.float32), np.ones(2, np.float32)],
+             "extra": [np.ones((300000, 4), np.float32), np.ones(300000, np.float32)]}
+    path = tmp_path / "w.netdef"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(saved.FORMAT_ENTRY, saved.FORMAT_STAMP)
+        z.writestr(saved.NET_ENTRY, tiny)
+        z.writestr(saved.WEIGHTS_ENTRY, b"".join(caffemodel_chunks(parse_text(big), blobs)))
+    (tmp_path / "tiny.prototxt").write_text(tiny)
+    assert main(["check", str(tmp_path / "tiny.prototxt"), "--weights", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "tiny.prototxt"), "--weights", str(path), "--max-memory", "1M"]) == 1
+    assert "over the 1.0 MiB memory budget" in capsys.readouterr().err
+    assert os.environ["NETDEF_MAX_MEMORY"] == "16G"          # the command's budget ended with it
