@@ -28,7 +28,7 @@ class Layer:
     each of its 65 fields), its bytes a few dozen, and a net of a million layers would
     otherwise hold a million. So `layer.param` is a copy: to change a layer, assign a
     changed message back (`p = layer.param; p.name = "x"; layer.param = p`)."""
-    __slots__ = ("name", "type", "wire", "line", "file", "bottoms", "tops", "key")
+    __slots__ = ("name", "type", "wire", "line", "file", "bottoms", "tops", "key", "called_from")
 
     def __init__(self, name, type, param, line=None, file=None):
         self.name = name
@@ -43,6 +43,9 @@ class Layer:
         # that Caffe allows twice (BVLC's mnist_autoencoder has two "loss") "name#2",
         # "name#3"... The graph's nodes and Blob.producer use it.
         self.key = None
+        # The netdef language's call sites of the blocks that made the layer, innermost
+        # first ("in block 'unit' called from line 12 (i = 2)"); None outside blocks.
+        self.called_from = None
 
     @property
     def param(self):

@@ -62,7 +62,26 @@ def check(net, state=NetState(), input_shapes=None, max_memory=None):
         # A layer whose wiring failed has missing or dropped blobs: its shape complaint
         # would only restate the wiring error.
         errors.extend(x for x in e.errors if x.layer not in wiring_failed)
-    return errors + validate(net, {e.layer for e in errors}, max_memory)
+    errors += validate(net, {e.layer for e in errors}, max_memory)
+    repeated = net.duplicate_names
+    return [_with_call_sites(net, e, repeated) for e in errors]
+
+
+def _with_call_sites(net, error, repeated):
+    """An error at a layer that a block of the netdef language made, led by the block's call
+    sites, as the errors raised while the file runs are: the block's line alone does not
+    say which call (which loop iteration) made the layer. Errors name layers by name, so
+    one of a name several layers have (`repeated`) is left as it is rather than given the
+    first one's call."""
+    if error.layer is None or error.layer in repeated:
+        return error
+    try:
+        sites = net.layer(error.layer).called_from
+    except KeyError:
+        return error
+    if sites:
+        error.message = "%s: %s" % (", ".join(sites), error.message)
+    return error
 
 
 def build_net(net, state=NetState(), input_shapes=None, max_memory=None):

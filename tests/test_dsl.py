@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import netdef
-from compiler.errors import NetdefError
+from compiler.errors import NetdefError, NetdefErrors
 from compiler.frontends import dsl
 from compiler.frontends.dsl.builtins import BUILTINS
 from compiler.layers import registry
@@ -305,6 +305,19 @@ def test_an_error_in_an_imported_block_names_the_call_site_and_its_file(tmp_path
     assert (e.value.file, e.value.line) == (str(tmp_path / "blocks.net"), 2)
     assert e.value.message.startswith("in block 'bad' called from %s:5 (i = 1): " % (tmp_path / "main.net"))
 
+
+
+def test_a_check_error_at_a_layer_a_block_made_names_the_call_that_made_it(tmp_path):
+    # The shape check runs after the file has run, at the layer: its line is the block's,
+    # and only the call site says which iteration's pooling is too big.
+    (tmp_path / "loop.net").write_text(
+        'block down(x, i) {\n    return x -> pool(MAX, k=i) as "p{i}"\n}\n'
+        'net N {\n    input data: 3x8x8\n    for i in [2, 9] {\n        y = down(data, i)\n    }\n}\n')
+    with pytest.raises(NetdefErrors) as e:
+        netdef.parse(tmp_path / "loop.net")
+    error, = e.value.errors
+    assert (error.layer, error.line) == ("p9", 2)
+    assert error.message.startswith("in block 'down' called from line 7 (i = 9): kernel 9 is larger")
 
 def test_comments_blank_lines_and_broken_lines():
     text = '''# a comment

@@ -41,6 +41,7 @@ class Interpreter:
         self.net = None         # the NetSpec being built; None while loading a module
         self.phase = None
         self.stack = []         # blocks being called, for the recursion check
+        self.sites = []         # their call sites (call_site), outermost first
         self.writers = {}       # blob name -> the layer (compiler.ir.Layer) that last wrote it
         self.iterations = 0     # loop iterations so far, against MAX_ITERATIONS
         # The loops running in the block (or net) being run: [(name, value)] of each, for
@@ -537,12 +538,14 @@ class Interpreter:
                 if p not in values:
                     values[p] = self.eval(default, {})
             self.stack.append(block)
+            self.sites.append(site)
             try:
                 self.run_body(block.body, values)
             except _Return as r:
                 return r.value
             finally:
                 self.stack.pop()
+                self.sites.pop()
         except NetdefError as e:
             raise _called_from(e, site) from None
         finally:
@@ -587,6 +590,9 @@ class Interpreter:
                                      "would never run" % (caffe_pb2.Phase.Name(rule.phase), self.phase))
                 rule.phase = caffe_pb2.Phase.Value(self.phase)
         layer = Layer(param.name, param.type, param, syntax.token_pos(node)[0], self.module.file)
+        # Innermost first, as the errors raised inside a block name them (_called_from): the
+        # checks after the build lead their errors at this layer with them too.
+        layer.called_from = tuple(reversed(self.sites)) or None
         self.net.layers.append(layer)
         for t in param.top:
             self.writers[t] = layer
