@@ -10,11 +10,11 @@ import errno
 import importlib
 import os
 import sys
-import unicodedata
 import warnings
 
 from compiler.accounting import MEMORY_ENV
 from compiler.errors import NetdefError, NetdefWarning
+from netdef.commands import printable
 from netdef.version import __version__
 
 COMMANDS = ["compile", "run", "train", "test", "time", "summary", "check", "draw", "convert", "data", "plot",
@@ -90,14 +90,6 @@ def _memory_budget(size):
             del os.environ[MEMORY_ENV]
         else:
             os.environ[MEMORY_ENV] = previous
-
-
-def printable(text):
-    """`text` with each control or format character but newline and tab written as a Python
-    escape (\\x1b, \\u202e): messages quote the names of the user's files, and Caffe allows
-    any name, so a name must not move the cursor, retitle the terminal or reverse text."""
-    return "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else
-                   ascii(c)[1:-1] for c in text)
 
 
 def console():

@@ -391,6 +391,12 @@ def test_control_characters_in_names_are_printed_escaped(tmp_path, capsys):
     assert code == 1 and "layer '\\x1b[2Jx': unknown bottom blob '\\x1b]0;t\\x07'" in err
     assert "warning: %s: 2 layers named '\\x1b[2Jx'" % path in err
     assert not any(c in err for c in "\x1b\x07")
+    # and in the tables summary and compile print
+    path = write(tmp_path, "ctl2.prototxt", 'layer { name: "\\033[31mx" type: "Input" top: "d" '
+                 'input_param { shape { dim: 1 } } }\n')
+    for command in ("summary", "compile"):
+        code, out, err = run_cli([command, path], capsys)
+        assert code == 0 and "\\x1b[31mx" in out and "\x1b" not in out, command
 
 
 def test_max_memory_bounds_the_weights_a_saved_net_holds_too(tmp_path, capsys, monkeypatch):

@@ -3,6 +3,7 @@ import argparse
 import os
 import shutil
 import tempfile
+import unicodedata
 import warnings
 
 from compiler.errors import NetdefWarning
@@ -212,3 +213,11 @@ def write_atomic(path, write, inputs=()):
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def printable(text):
+    """`text` with each control or format character but newline and tab written as a Python
+    escape (\\x1b, \\u202e): messages quote the names of the user's files, and Caffe allows
+    any name, so a name must not move the cursor, retitle the terminal or reverse text."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else
+                   ascii(c)[1:-1] for c in text)

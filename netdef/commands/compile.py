@@ -1,6 +1,7 @@
 """netdef compile NET [--weights W [--strict]] [--phase train|test] [--input-shape data=1,3,224,224] [-o OUT]
                   [--fast] [--export-caffemodel OUT.caffemodel [--export-prototxt OUT.prototxt]]"""
-from netdef.commands import add_net_arguments, add_weights_arguments, parse_net, weights_arguments, write_atomic
+from netdef.commands import (add_net_arguments, add_weights_arguments, parse_net, printable, weights_arguments,
+                             write_atomic)
 
 
 def add_parser(sub):
@@ -25,7 +26,7 @@ def run(args):
     net = parse_net(args)
     weights, strict = weights_arguments(args)
     gm = netdef.compile_net(net, weights, strict=strict, fast=args.fast)
-    print(format_summary(netdef.record(gm).net, args.format))
+    print(printable(format_summary(netdef.record(gm).net, args.format)))
     if args.output:
         write_atomic(args.output, lambda tmp: netdef.save(gm, tmp), inputs=sources)
         print("saved %s" % args.output)

@@ -2,7 +2,7 @@
 
 Per layer: name, type, output shape, learnable parameters, MACs per image and activation
 memory, with totals. Nothing is built or allocated: the numbers come from the shapes."""
-from netdef.commands import add_net_arguments, parse_net
+from netdef.commands import add_net_arguments, parse_net, printable
 
 
 def add_parser(sub):
@@ -14,5 +14,5 @@ def add_parser(sub):
 
 def run(args):
     from compiler.backends.summary import format_summary
-    print(format_summary(parse_net(args), args.format))
+    print(printable(format_summary(parse_net(args), args.format)))
     return 0
